@@ -1,0 +1,108 @@
+"""The one place in convscope that registers forward/backward hooks.
+
+Every hook lives inside a context manager that removes it in `finally`, so a user's model leaves an
+analysis exactly as it came in: same parameters, same modules, no hooks, same train/eval mode
+(Captum's `guided_backprop_deconvnet.py` and `tests/attr/test_hook_removal.py` follow the same rule).
+
+Example:
+    >>> with record(model, ["features.conv1", "features.conv2"]) as acts:
+    ...     model(x)
+    >>> acts["features.conv1"].shape   # (B, 6, 28, 28)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+from torch import nn
+
+from convscope.errors import unknown_name
+
+
+def get_layer(model: nn.Module, name: str) -> nn.Module:
+    """The submodule at dotted `name`, with a suggestion when the name is wrong."""
+    try:
+        return model.get_submodule(name)
+    except AttributeError:
+        raise unknown_name("layer", name, [n for n, _ in model.named_modules() if n]) from None
+
+
+def conv_layers(model: nn.Module) -> list[str]:
+    """Dotted names of the model's 2-D convolutions, in registration (= forward, for our zoo) order."""
+    return [name for name, m in model.named_modules() if isinstance(m, nn.Conv2d)]
+
+
+@contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Put `model` in eval mode for the block, then restore each module's own mode."""
+    modes = {m: m.training for m in model.modules()}
+    model.eval()
+    try:
+        yield model
+    finally:
+        for m, mode in modes.items():
+            m.training = mode
+
+
+@contextmanager
+def record(model: nn.Module, names: list[str], detach: bool = True) -> Iterator[dict[str, torch.Tensor]]:
+    """Record the outputs of the named submodules during forward passes inside the block.
+
+    A module that runs more than once per forward pass (a reused ReLU) would make "its output"
+    ambiguous, so that raises instead of silently keeping one of the calls.
+    """
+    modules = {n: get_layer(model, n) for n in names}
+    acts: dict[str, torch.Tensor] = {}
+    calls: dict[str, int] = {}
+    handles = []
+
+    def hook_for(name: str):
+        def hook(_module: nn.Module, _inputs: tuple, output: torch.Tensor) -> None:
+            calls[name] = calls.get(name, 0) + 1
+            if calls[name] > 1:
+                raise RuntimeError(f"layer {name!r} runs more than once per forward pass; record a layer used once")
+            acts[name] = output.detach() if detach else output
+        return hook
+
+    try:
+        for n, m in modules.items():
+            handles.append(m.register_forward_hook(hook_for(n)))
+        # Reset the call counts before each forward pass.
+        handles.append(model.register_forward_pre_hook(lambda *_: calls.clear()))
+        yield acts
+    finally:
+        for h in handles:
+            h.remove()
+
+
+@contextmanager
+def trace_modules(model: nn.Module, pre: Callable[[nn.Module, tuple], None],
+                  post: Callable[[str, nn.Module, tuple, Any], None]) -> Iterator[None]:
+    """Call `pre(module, inputs)` before and `post(name, module, inputs, output)` after every module runs.
+
+    Used by `models.summary` to follow one forward pass through every layer, containers included.
+    """
+    handles = []
+    try:
+        for name, module in model.named_modules():
+            handles.append(module.register_forward_pre_hook(lambda m, inputs: pre(m, inputs)))
+            handles.append(module.register_forward_hook(
+                lambda m, inputs, output, name=name: post(name, m, inputs, output)))
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def activations(model: nn.Module, x: torch.Tensor, names: list[str]) -> dict[str, torch.Tensor]:
+    """Outputs of the named layers for input `x`, computed in eval mode without gradients."""
+    device = next(model.parameters()).device
+    with torch.no_grad(), eval_mode(model), record(model, names) as acts:
+        model(x.to(device))
+    return dict(acts)
+
+
+__all__ = ["activations", "conv_layers", "eval_mode", "get_layer", "record", "trace_modules"]
