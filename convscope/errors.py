@@ -45,6 +45,6 @@ class RunDirError(UserError):
 def unknown_name(kind: str, name: str, choices: Iterable[str]) -> UnknownNameError:
     """Build the error for an unknown `name`, suggesting close matches among `choices`."""
     choices = sorted(choices)
-    close = difflib.get_close_matches(name, choices, n=3, cutoff=0.5)
+    close = difflib.get_close_matches(name, choices, n=3, cutoff=0.6)
     hint = f"did you mean {' or '.join(repr(c) for c in close)}?" if close else f"choose one of {', '.join(choices)}."
     return UnknownNameError(f"Unknown {kind} {name!r}: {hint}")

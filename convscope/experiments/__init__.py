@@ -1,0 +1,68 @@
+"""Experiments: one file per study, each a function `(cfg, out_dir, progress) -> Result`.
+
+`convscope reproduce NAME --out DIR` looks NAME up here, runs it, and saves its Result (the contract
+is in result.py). Each experiment prints nothing itself: the CLI prints the measured figures beside
+the published ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from convscope.errors import unknown_name
+from convscope.experiments.result import Published, Result
+
+
+@dataclass(frozen=True)
+class Experiment:
+    name: str
+    title: str
+    run: Callable[..., Result]
+    config: type  # the experiment's config dataclass
+
+
+_EXPERIMENTS: dict[str, Experiment] = {}
+
+
+Runner = Callable[..., Result]
+
+
+def register_experiment(name: str, title: str, config: type) -> Callable[[Runner], Runner]:
+    """Register an experiment function under `name` with its config dataclass (decorator)."""
+
+    def wrap(fn: Callable[..., Result]) -> Callable[..., Result]:
+        _EXPERIMENTS[name] = Experiment(name, title, fn, config)
+        return fn
+
+    return wrap
+
+
+def get_experiment(name: str) -> Experiment:
+    _load_builtin()
+    if name not in _EXPERIMENTS:
+        raise unknown_name("experiment", name, _EXPERIMENTS)
+    return _EXPERIMENTS[name]
+
+
+def list_experiments() -> list[str]:
+    _load_builtin()
+    return sorted(_EXPERIMENTS)
+
+
+def run_experiment(name: str, out_dir: str | Path, cfg: Any = None, progress: bool = True) -> Result:
+    """Run experiment `name` with config `cfg` (defaults if None) and save its Result into `out_dir`."""
+    exp = get_experiment(name)
+    result = exp.run(cfg if cfg is not None else exp.config(), Path(out_dir), progress=progress)
+    result.save(out_dir)
+    return result
+
+
+def _load_builtin() -> None:
+    from convscope.experiments import lenet5  # noqa: F401
+
+
+__all__ = ["Experiment", "Published", "Result", "get_experiment", "list_experiments", "register_experiment",
+           "run_experiment"]

@@ -1,0 +1,170 @@
+"""A training *run*: data, model, `fit`, and everything written into its run directory.
+
+`train_run` is what `convscope train` and `convscope lab` call. It owns the run-directory rules:
+a directory that holds a different run is refused unless `overwrite=True`; the same run is resumed
+with `resume=True`, reused as it is when complete (`reuse=True`, what `lab` does), and otherwise
+refused with a sentence saying which flag to pass. After training it saves what the atlas needs
+(`run.json`, `summary.json`, `layers.npz`/`layers.json`; layout in convscope/io.py).
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from convscope.analysis.hooks import activations, conv_layers
+from convscope.config import TrainConfig, from_dict, to_dict
+from convscope.data import load_dataset
+from convscope.errors import RunDirError
+from convscope.experiments.result import versions
+from convscope.io import read_json, read_jsonl, save_npz, write_json
+from convscope.models import create_model
+from convscope.models.summary import summarize
+from convscope.train.checkpoint import has_checkpoint, load_checkpoint, restore
+from convscope.train.loop import FitResult, fit, resolve_device
+
+ATLAS_SAMPLES = 6  # test images whose activation maps the atlas shows
+
+
+@dataclass
+class RunOutcome:
+    """What a run directory holds after `train_run`."""
+
+    out_dir: Path
+    model: nn.Module
+    history: list[dict[str, Any]]
+    trained: bool  # False when a finished run was reused
+
+    @property
+    def final(self) -> dict[str, Any]:
+        return self.history[-1] if self.history else {}
+
+
+def load_data(cfg: TrainConfig, root: str | Path | None = None, progress: bool = False):
+    """Train and test tensors (float in [0, 1]) plus a provenance dict with the data checksums."""
+    train = load_dataset(cfg.data, "train", root=root, progress=progress)
+    test = load_dataset(cfg.data, "test", root=root, progress=progress)
+    if cfg.train_subset:
+        train = train.subset(cfg.train_subset, seed=cfg.seed)
+    if cfg.test_subset:
+        test = test.subset(cfg.test_subset, seed=cfg.seed)
+    info = {"dataset": cfg.data, "train_checksum": train.checksum, "test_checksum": test.checksum,
+            "train_size": len(train), "test_size": len(test), "source": train.source, "classes": train.classes}
+    return train.tensors(), test.tensors(), info
+
+
+def build_model(cfg: TrainConfig, in_channels: int, num_classes: int, device: torch.device) -> nn.Module:
+    """Create the configured model with a seeded initialisation on `device`."""
+    torch.manual_seed(cfg.seed)
+    model = create_model(cfg.model, in_channels=in_channels, num_classes=num_classes, **cfg.model_args)
+    return model.to(device)
+
+
+def train_run(cfg: TrainConfig, out_dir: str | Path, *, resume: bool = False, overwrite: bool = False,
+              reuse: bool = False, root: str | Path | None = None, progress: bool = True,
+              kind: str = "train") -> RunOutcome:
+    """Train `cfg` into `out_dir` (see the module docstring for the directory rules).
+
+    Example:
+        >>> outcome = train_run(TrainConfig(epochs=2), "runs/lenet5")
+        >>> outcome.final["test_acc"]
+    """
+    out_dir = Path(out_dir)
+    config = to_dict(cfg)
+    state = _existing_state(out_dir)
+    if state is not None and not overwrite:
+        if _comparable(state["config"], resume) != _comparable(config, resume):
+            raise RunDirError(f"{out_dir} already holds a different run ({state['config'].get('model')} on "
+                              f"{state['config'].get('data')}, seed {state['config'].get('seed')}): choose another "
+                              "--out or pass --overwrite to replace it.")
+        finished = state["epoch"] >= cfg.epochs
+        if not (resume or (reuse and finished)):
+            hint = "it is complete; pass --overwrite to train again" if finished else "pass --resume to continue it"
+            raise RunDirError(f"{out_dir} already holds this run (epoch {state['epoch']}/{cfg.epochs}): {hint}.")
+    elif overwrite and out_dir.exists():
+        for sub in ("checkpoint", "metrics.jsonl", "run.json", "summary.json", "layers.npz", "layers.json"):
+            p = out_dir / sub
+            shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
+
+    t0 = time.perf_counter()
+    device = resolve_device(cfg.device)
+    (x_train, y_train), (x_test, y_test), data_info = load_data(cfg, root=root, progress=progress)
+    model = build_model(cfg, in_channels=x_train.shape[1], num_classes=len(data_info["classes"]), device=device)
+    provenance = {"seed": cfg.seed, "versions": versions(), "device": str(device),
+                  "input_shape": list(x_train.shape[1:]),
+                  "data_checksum": data_info["train_checksum"], "data": data_info}
+
+    if state is not None and not overwrite and state["epoch"] >= cfg.epochs:
+        ckpt = load_checkpoint(out_dir / "checkpoint", map_location=device)
+        restore(ckpt, model)
+        model.eval()
+        history, trained = read_jsonl(out_dir / "metrics.jsonl"), False
+        train_seconds = ckpt.extra.get("train_seconds", 0.0)
+    else:
+        fit_result: FitResult = fit(model, (x_train, y_train), (x_test, y_test), cfg, out_dir,
+                                    resume=resume, provenance=provenance, progress=progress)
+        history, trained, train_seconds = fit_result.history, True, fit_result.train_seconds
+
+    write_atlas_inputs(model, out_dir, x_test, y_test, data_info["classes"])
+    write_json(out_dir / "run.json", {
+        "kind": kind, "model": cfg.model, "dataset": cfg.data, "config": config,
+        "provenance": {**provenance, "train_seconds": train_seconds, "wall_seconds": time.perf_counter() - t0},
+        "final": history[-1] if history else {},
+    })
+    return RunOutcome(out_dir=out_dir, model=model, history=history, trained=trained)
+
+
+def write_atlas_inputs(model: nn.Module, out_dir: Path, x_test: torch.Tensor, y_test: torch.Tensor,
+                       classes: list[str], n: int = ATLAS_SAMPLES) -> None:
+    """Save the model summary and, for a few test images, every conv layer's filters and maps."""
+    input_shape = tuple(x_test.shape[1:])
+    write_json(out_dir / "summary.json", summarize(model, input_shape).to_dict())
+    names = conv_layers(model)
+    # One example of each of the first n classes makes the maps comparable across digits.
+    picks = [int((y_test == c).nonzero()[0]) for c in range(n) if (y_test == c).any()]
+    x = x_test[picks]
+    acts = activations(model, x, names)
+    with torch.no_grad():
+        preds = model.eval()(x.to(next(model.parameters()).device)).argmax(1).cpu()
+    arrays: dict[str, np.ndarray] = {"images": x.cpu().numpy(), "labels": y_test[picks].cpu().numpy(),
+                                     "preds": preds.numpy()}
+    for name in names:
+        arrays[f"{name}.weight"] = model.get_submodule(name).weight.detach().cpu().numpy()
+        arrays[f"{name}.act"] = acts[name].cpu().numpy()
+    save_npz(out_dir / "layers.npz", **arrays)
+    write_json(out_dir / "layers.json", {"conv_layers": names, "classes": classes})
+
+
+def load_run_model(out_dir: str | Path, device: str = "cpu") -> tuple[nn.Module, TrainConfig]:
+    """Rebuild the model of a finished run from its checkpoint."""
+    ckpt = load_checkpoint(Path(out_dir) / "checkpoint", map_location=device)
+    cfg = from_dict(TrainConfig, ckpt.config)
+    data = ckpt.provenance.get("data", {})
+    in_channels = ckpt.provenance.get("input_shape", [1])[0]
+    model = create_model(cfg.model, in_channels=in_channels, num_classes=len(data.get("classes", range(10))),
+                         **cfg.model_args)
+    restore(ckpt, model)
+    return model.to(device).eval(), cfg
+
+
+def _existing_state(out_dir: Path) -> dict[str, Any] | None:
+    if not has_checkpoint(out_dir / "checkpoint"):
+        return None
+    try:
+        return read_json(out_dir / "checkpoint" / "state.json")
+    except ValueError:
+        return None  # an unreadable state.json is reported when the checkpoint is loaded
+
+
+def _comparable(config: dict[str, Any], resume: bool) -> dict[str, Any]:
+    # The device does not change what a run is; a resumed run may also be extended to more epochs
+    # (the learning-rate schedule then stretches over the new total from the resumed step on).
+    ignore = {"device", "epochs"} if resume else {"device"}
+    return {k: v for k, v in config.items() if k not in ignore}

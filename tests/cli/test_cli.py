@@ -1,0 +1,92 @@
+"""The command line: one sentence and exit 2 for every user mistake, never a traceback."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from convscope.cli import app
+
+runner = CliRunner()
+
+SMALL = ["--set", "train_subset=600", "--set", "test_subset=200", "--batch-size", "50", "-q"]
+
+
+def invoke(*args: str):
+    return runner.invoke(app, list(args))
+
+
+def assert_user_error(result, *words: str) -> None:
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    text = result.output.lower()
+    for w in words:
+        assert w.lower() in text, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_help_lists_every_command():
+    result = invoke("--help")
+    assert result.exit_code == 0
+    for cmd in ("lab", "train", "summary", "report", "reproduce", "data"):
+        assert cmd in result.output
+
+
+@pytest.mark.parametrize("args, words", [
+    (("summary", "lenet"), ("unknown model", "lenet5")),
+    (("summary", "lenet5", "--input", "28x28"), ("cxhxw",)),
+    (("train", "vgg17", "-q"), ("unknown model", "vgg16")),
+    (("train", "lenet5", "--data", "minst", "-q"), ("unknown dataset", "mnist")),
+    (("train", "lenet5", "--set", "epochs=many", "-q"), ("number",)),
+    (("reproduce", "lenett5"), ("unknown experiment", "lenet5")),
+    (("data", "verify", "cifar11"), ("unknown dataset", "cifar10")),
+    (("report", "/nonexistent/dir"), ("not a directory",)),
+])
+def test_user_mistakes_exit_2_with_one_sentence(args, words):
+    assert_user_error(invoke(*args), *words)
+
+
+def test_summary_table_and_json():
+    result = invoke("summary", "lenet5-classic")
+    assert result.exit_code == 0, result.output
+    assert "1,516" in result.output and "151,600" in result.output
+    doc = json.loads(invoke("summary", "vgg16", "--json").output)
+    assert doc["total_params"] == 138_357_544 and doc["depth"] == 16
+
+
+def test_summary_list():
+    result = invoke("summary", "--list")
+    assert result.exit_code == 0 and "lenet5" in result.output and "googlenet" in result.output
+
+
+@pytest.mark.slow
+def test_train_run_dir_rules_and_report(tmp_path):
+    out = tmp_path / "run"
+    ok = invoke("train", "lenet5", "--epochs", "1", "--out", str(out), *SMALL)
+    assert ok.exit_code == 0, ok.output
+    for name in ("run.json", "metrics.jsonl", "summary.json", "layers.npz", "checkpoint/state.json"):
+        assert (out / name).exists(), name
+    assert_user_error(invoke("train", "lenet5", "--epochs", "1", "--out", str(out), *SMALL), "already holds this run")
+    assert_user_error(invoke("train", "lenet5", "--epochs", "1", "--seed", "5", "--out", str(out), *SMALL),
+                      "different run", "--overwrite")
+    again = invoke("train", "lenet5", "--epochs", "1", "--seed", "5", "--out", str(out), "--overwrite", *SMALL)
+    assert again.exit_code == 0, again.output
+    assert json.loads((out / "run.json").read_text())["config"]["seed"] == 5
+
+    # A longer run resumes from the one-epoch checkpoint.
+    more = invoke("train", "lenet5", "--epochs", "2", "--seed", "5", "--out", str(out), "--resume", *SMALL)
+    assert more.exit_code == 0, more.output
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 2
+
+    rep = invoke("report", str(out))
+    assert rep.exit_code == 0, rep.output
+    assert (out / "atlas" / "index.html").exists()
+
+    # A truncated checkpoint is reported, not a traceback; nothing else is touched.
+    model_file = next((out / "checkpoint").glob("model-*.safetensors"))
+    model_file.write_bytes(model_file.read_bytes()[:500])
+    bad = invoke("train", "lenet5", "--epochs", "3", "--seed", "5", "--out", str(out), "--resume", *SMALL)
+    assert_user_error(bad, "truncated or corrupt")
+    assert (out / "atlas" / "index.html").exists()
