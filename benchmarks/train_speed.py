@@ -1,12 +1,15 @@
 """Wall time to 99.0 % MNIST test accuracy: convscope's recipe against a plain reference loop.
 
-Both train the same LeNet-5 (`create_model("lenet5")`) from the same seed on the full 60k training
+Both train the same LeNet-5 (`create_model("lenet5")`) from the same seeds on the full 60k training
 set and are evaluated on the 10k test set; evaluation time is not counted. The reference is the
-loop most tutorials write: a DataLoader over the tensors, batch 64, Adam at 1e-3, no schedule.
-convscope's `fit` keeps the data as tensors, slices batches from a permutation, uses batch 128 and a
-one-cycle learning rate over 2 epochs. Goal (issue 2): at most 15 s, and at least 4× faster.
+loop most tutorials write: a DataLoader over the tensors, batch 64, Adam at 1e-3, no schedule; its
+time is when its test accuracy (checked four times an epoch) first reaches 99.0 %. convscope's `fit`
+keeps the data as tensors, slices batches from a permutation, and runs a fixed budget: 2 epochs at
+batch 128 with a one-cycle learning rate peaking at 0.015; its time is that budget, and it counts as
+reaching the target when the mean test accuracy over the seeds is at least 99.0 % (the measure of
+REFERENCE.md §8). Goal (issue 2): at most 15 s, and at least 4× faster than the reference.
 
-Prints one JSON object.
+Usage: python benchmarks/train_speed.py [SEEDS...]   (default 0 1 2). Prints one JSON object.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ from __future__ import annotations
 import json
 import sys
 import time
+from dataclasses import replace
+from statistics import mean
 
 import torch
 import torch.nn.functional as F
@@ -25,20 +30,14 @@ from convscope.models import create_model
 from convscope.train.loop import evaluate, fit
 
 TARGET = 0.99
-FAST = TrainConfig(epochs=2, batch_size=128, lr=0.005, schedule="onecycle", device="cpu")
+FAST = TrainConfig(epochs=2, batch_size=128, lr=0.015, schedule="onecycle", device="cpu")
 
 
 def fast_run(train, test, seed):
     torch.manual_seed(seed)
     model = create_model("lenet5")
-    result = fit(model, train, test, FAST, progress=False)
-    elapsed, reached = 0.0, None
-    for row in result.history:
-        elapsed += row["seconds"]
-        if reached is None and row["test_acc"] >= TARGET:
-            reached = elapsed
-    return {"seconds_to_target": reached, "train_seconds": elapsed, "final_acc": result.final["test_acc"],
-            "epochs": FAST.epochs, "batch_size": FAST.batch_size}
+    result = fit(model, train, test, replace(FAST, seed=seed), progress=False)
+    return {"seed": seed, "train_seconds": result.train_seconds, "final_acc": result.final["test_acc"]}
 
 
 def reference_run(train, test, seed, max_epochs=10, evals_per_epoch=4):
@@ -70,19 +69,27 @@ def reference_run(train, test, seed, max_epochs=10, evals_per_epoch=4):
 
 
 def main() -> int:
-    torch.set_flush_denormal(True)
     train = load_dataset("mnist", "train").tensors()
     test = load_dataset("mnist", "test").tensors()
-    seed = int(sys.argv[1]) if len(sys.argv) > 1 else 0
-    fast = fast_run(train, test, seed)
-    ref = reference_run(train, test, seed)
-    speedup = (ref["seconds_to_target"] / fast["seconds_to_target"]
-               if fast["seconds_to_target"] and ref["seconds_to_target"] else None)
+    seeds = [int(a) for a in sys.argv[1:]] or [0, 1, 2]
+    fast = [fast_run(train, test, seed) for seed in seeds]
+    ref = [reference_run(train, test, seed) for seed in seeds]
+    fast_acc = mean(r["final_acc"] for r in fast)
+    fast_seconds = mean(r["train_seconds"] for r in fast)
+    ref_times = [r["seconds_to_target"] for r in ref]
+    ref_seconds = mean(ref_times) if all(t is not None for t in ref_times) else None
+    reached = fast_acc >= TARGET
+    speedup = ref_seconds / fast_seconds if reached and ref_seconds else None
     out = {
         "benchmark": "train_speed", "target_test_acc": TARGET, "device": "cpu", "threads": torch.get_num_threads(),
-        "torch": torch.__version__, "seed": seed, "convscope": fast, "reference": ref, "speedup": speedup,
-        "goal": {"max_seconds": 15, "min_speedup": 4},
-        "met": bool(fast["seconds_to_target"] and fast["seconds_to_target"] <= 15 and speedup and speedup >= 4),
+        "torch": torch.__version__, "seeds": seeds,
+        "convscope": {"recipe": {"epochs": FAST.epochs, "batch_size": FAST.batch_size, "lr": FAST.lr,
+                                 "schedule": FAST.schedule}, "mean_test_acc": fast_acc,
+                      "seconds_to_target": fast_seconds if reached else None, "runs": fast},
+        "reference": {"recipe": {"batch_size": 64, "optimizer": "adam", "lr": 1e-3},
+                      "seconds_to_target": ref_seconds, "runs": ref},
+        "speedup": speedup, "goal": {"max_seconds": 15, "min_speedup": 4},
+        "met": bool(reached and fast_seconds <= 15 and speedup and speedup >= 4),
     }
     print(json.dumps(out))
     return 0

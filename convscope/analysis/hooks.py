@@ -31,8 +31,17 @@ def get_layer(model: nn.Module, name: str) -> nn.Module:
 
 
 def conv_layers(model: nn.Module) -> list[str]:
-    """Dotted names of the model's 2-D convolutions, in registration (= forward, for our zoo) order."""
-    return [name for name, m in model.named_modules() if isinstance(m, nn.Conv2d)]
+    """Dotted names of the model's 2-D convolutions, in registration (= forward, for our zoo) order.
+
+    Besides `nn.Conv2d`, a module counts as a convolution when it offers `dense_weight()` returning an
+    `(out, in, kh, kw)` kernel (LeNet-5's partially connected C3 does).
+    """
+    return [name for name, m in model.named_modules() if isinstance(m, nn.Conv2d) or hasattr(m, "dense_weight")]
+
+
+def conv_weight(module: nn.Module) -> torch.Tensor:
+    """The `(out, in, kh, kw)` kernel of a convolution found by `conv_layers`."""
+    return module.dense_weight() if hasattr(module, "dense_weight") else module.weight
 
 
 @contextmanager
@@ -105,4 +114,4 @@ def activations(model: nn.Module, x: torch.Tensor, names: list[str]) -> dict[str
     return dict(acts)
 
 
-__all__ = ["activations", "conv_layers", "eval_mode", "get_layer", "record", "trace_modules"]
+__all__ = ["activations", "conv_layers", "conv_weight", "eval_mode", "get_layer", "record", "trace_modules"]

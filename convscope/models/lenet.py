@@ -219,20 +219,42 @@ class LeNet5(ConvNet):
         super().__init__(features, classifier, (in_channels, 28, 28), fixed_size=True)
 
 
+class LeCunInput(nn.Module):
+    """The paper's input convention: pad 28×28 digits by `pad` and map [0, 1] to [−0.1, 1.175].
+
+    Zero padding in [0, 1] becomes the background −0.1 after the affine map, so the border of the
+    32×32 field is background, as in the paper ("the mean input is roughly 0, the variance roughly 1").
+    """
+
+    def __init__(self, pad: int = 2, low: float = -0.1, high: float = 1.175) -> None:
+        super().__init__()
+        self.pad, self.low, self.high = pad, low, high
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.pad(x, (self.pad,) * 4) if self.pad else x  # (B, C, H+2p, W+2p)
+        return x * (self.high - self.low) + self.low
+
+    def extra_repr(self) -> str:
+        return f"pad={self.pad}, range=({self.low}, {self.high})"
+
+
 class LeNet5Classic(ConvNet):
-    """LeNet-5 as in the paper (REFERENCE.md §2), for 32×32 inputs (pad 28×28 MNIST by 2).
+    """LeNet-5 as in the paper (REFERENCE.md §2): a 32×32 input field, 28×28 digits padded by 2.
 
     Args:
         in_channels: input channels (1 in the paper).
         num_classes: output classes.
         rbf: use the RBF output with fixed prototypes (logits = negative squared distances);
             otherwise a linear layer 84 → classes.
+        pad: padding the first layer (`features.input`) adds around inputs in [0, 1] before mapping them
+            to the paper's [−0.1, 1.175]; the default 2 takes 28×28 MNIST digits, 0 takes 32×32 fields.
 
     All weights and biases are initialised uniform ±2.4/fan-in, as in the paper.
     """
 
-    def __init__(self, *, in_channels: int = 1, num_classes: int = 10, rbf: bool = False) -> None:
+    def __init__(self, *, in_channels: int = 1, num_classes: int = 10, rbf: bool = False, pad: int = 2) -> None:
         features = named_sequential(
+            ("input", LeCunInput(pad)),  # 32×32 field
             ("c1", nn.Conv2d(in_channels, 6, 5)),  # 6@28×28
             ("tanh1", ScaledTanh()),
             ("s2", Subsampling(6)),  # 6@14×14
@@ -250,7 +272,7 @@ class LeNet5Classic(ConvNet):
             ("tanh6", ScaledTanh()),
             ("output", RBFOutput(84, num_classes) if rbf else nn.Linear(84, num_classes)),
         )
-        super().__init__(features, classifier, (in_channels, 32, 32), fixed_size=True)
+        super().__init__(features, classifier, (in_channels, 32 - 2 * pad, 32 - 2 * pad), fixed_size=True)
         for module in self.modules():
             if isinstance(module, nn.Conv2d | nn.Linear):
                 bound = 2.4 / module.weight[0].numel()  # fan-in of one unit

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from convscope.analysis.hooks import activations, conv_layers
+from convscope.analysis.hooks import activations, conv_layers, conv_weight
 from convscope.config import TrainConfig, from_dict, to_dict
 from convscope.data import load_dataset
 from convscope.errors import RunDirError
@@ -136,7 +136,7 @@ def write_atlas_inputs(model: nn.Module, out_dir: Path, x_test: torch.Tensor, y_
     arrays: dict[str, np.ndarray] = {"images": x.cpu().numpy(), "labels": y_test[picks].cpu().numpy(),
                                      "preds": preds.numpy()}
     for name in names:
-        arrays[f"{name}.weight"] = model.get_submodule(name).weight.detach().cpu().numpy()
+        arrays[f"{name}.weight"] = conv_weight(model.get_submodule(name)).detach().cpu().numpy()
         arrays[f"{name}.act"] = acts[name].cpu().numpy()
     save_npz(out_dir / "layers.npz", **arrays)
     write_json(out_dir / "layers.json", {"conv_layers": names, "classes": classes})

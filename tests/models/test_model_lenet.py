@@ -83,7 +83,7 @@ def test_rbf_output_prototypes_are_fixed_buffers() -> None:
     logits = out(out.prototypes)  # each prototype is closest to itself, at distance 0
     assert logits.argmax(dim=1).tolist() == list(range(10))
     torch.testing.assert_close(logits.diagonal(), torch.zeros(10))
-    assert model(torch.zeros(3, 1, 32, 32)).shape == (3, 10)
+    assert model(torch.zeros(3, 1, 28, 28)).shape == (3, 10)  # MNIST digits, padded to the 32×32 field
     assert digit_prototypes(12).shape == (12, 84)
     torch.testing.assert_close(digit_prototypes(12), digit_prototypes(12))
 
@@ -120,3 +120,14 @@ def test_lenet5_without_activations_is_affine() -> None:
     torch.testing.assert_close(model(x + y), model(x) + model(y) - model(zero))
     relu = create_model("lenet5", pool="avg").double()
     assert not torch.allclose(relu(x + y), relu(x) + relu(y) - relu(zero))
+
+
+def test_classic_input_field_is_the_papers():
+    """28×28 digits in [0, 1] become a 32×32 field with background −0.1 and ink 1.175 (pad=0 takes 32×32)."""
+    model = create_model("lenet5-classic")
+    x = torch.zeros(1, 1, 28, 28)
+    x[0, 0, 10:14, 10:14] = 1.0
+    field = model.features.input(x)
+    assert field.shape == (1, 1, 32, 32)
+    assert field[0, 0, 0, 0].item() == pytest.approx(-0.1) and field.max().item() == pytest.approx(1.175)
+    assert create_model("lenet5-classic", pad=0).input_shape == (1, 32, 32)
