@@ -324,11 +324,22 @@ def data_list() -> None:
 
     Example: `convscope data list`
     """
+    from rich.table import Table
+
     from convscope.data import dataset_info, dataset_names
 
+    table = Table(title="datasets")
+    for col in ("name", "images", "classes", "train / test", "cached", "checksums", "registry copy"):
+        table.add_column(col)
     for name in dataset_names():
         info = dataset_info(name)
-        typer.echo(f"{name:14s} " + ", ".join(f"{k}={v}" for k, v in info.items() if k != "name"))
+        cached = ", ".join(split for split, ok in info["cached"].items() if ok) or "no"
+        pinned = "pinned" if all(info["sha256"].values()) else "structure only"
+        splits = " / ".join(f"{n:,}" for n in info["splits"].values())
+        table.add_row(name, "x".join(map(str, info["shape"])), str(info["num_classes"]), splits, cached, pinned,
+                      str(info["registry"] or "—"))
+    _console().print(table)
+    typer.echo(f"cache: {Path(dataset_info(dataset_names()[0])['cache_dir']).parent}")
 
 
 @data_app.command("verify")

@@ -11,9 +11,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from convscope.config import TrainConfig
-from convscope.experiments import run_experiment
+from convscope.experiments import get_experiment, run_experiment
 from convscope.report import render_atlas
 from convscope.train.run import train_run
 
@@ -21,8 +22,12 @@ LAB_EXPERIMENTS = ["lenet5"]
 
 
 def run_lab(out_dir: str | Path = "runs/lab", *, retrain: bool = False, cfg: TrainConfig | None = None,
-            progress: bool = True, log: Callable[[str], None] = lambda _: None) -> Path:
+            experiment_configs: dict[str, Any] | None = None, progress: bool = True,
+            log: Callable[[str], None] = lambda _: None) -> Path:
     """Run the lab pipeline into `out_dir`; returns the atlas's index.html.
+
+    `experiment_configs` replaces the default config of the named lab experiments (tests use it to
+    run them small); an experiment whose config has a `train` field trains on `cfg.device`.
 
     Example:
         >>> index = run_lab("runs/lab")
@@ -38,9 +43,7 @@ def run_lab(out_dir: str | Path = "runs/lab", *, retrain: bool = False, cfg: Tra
         exp_dir = out_dir / "experiments" / name
         if retrain or not (exp_dir / "result.json").exists():
             log(f"running experiment {name}")
-            from convscope.experiments import get_experiment
-
-            exp_cfg = get_experiment(name).config()
+            exp_cfg = (experiment_configs or {}).get(name) or get_experiment(name).config()
             if hasattr(exp_cfg, "train"):
                 exp_cfg = replace(exp_cfg, train=replace(exp_cfg.train, device=cfg.device))
             run_experiment(name, exp_dir, exp_cfg, progress=progress)

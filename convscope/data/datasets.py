@@ -222,7 +222,7 @@ def verify(name: str, root: str | os.PathLike[str] | None = None) -> dict:
                            "status": status})
         if not checks:
             raise DataError(f"{spec.title} {split} is not cached at {path} and no --root holds "
-                            f"{expected_files(spec, split)}: fetch it first with convscope.data.fetch({name!r}).")
+                            f"{expected_files(spec, split)}: fetch it first with `convscope data fetch {name}`.")
         report["splits"][split] = checks
     return report
 

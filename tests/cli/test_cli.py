@@ -37,6 +37,8 @@ def test_help_lists_every_command():
 @pytest.mark.parametrize("args, words", [
     (("summary", "lenet"), ("unknown model", "lenet5")),
     (("summary", "lenet5", "--input", "28x28"), ("cxhxw",)),
+    (("summary", "lenet5", "--input", "1x20x20"), ("expects 28×28",)),
+    (("summary", "alexnet", "--input", "3x16x16"), ("at least",)),
     (("train", "vgg17", "-q"), ("unknown model", "vgg16")),
     (("train", "lenet5", "--data", "minst", "-q"), ("unknown dataset", "mnist")),
     (("train", "lenet5", "--set", "epochs=many", "-q"), ("number",)),
@@ -90,3 +92,23 @@ def test_train_run_dir_rules_and_report(tmp_path):
     bad = invoke("train", "lenet5", "--epochs", "3", "--seed", "5", "--out", str(out), "--resume", *SMALL)
     assert_user_error(bad, "truncated or corrupt")
     assert (out / "atlas" / "index.html").exists()
+
+
+def test_data_list_shows_every_dataset():
+    result = invoke("data", "list")
+    assert result.exit_code == 0, result.output
+    for name in ("mnist", "fashion-mnist", "cifar10", "cifar100"):
+        assert name in result.output
+
+
+def test_checksum_mismatch_is_a_user_error(tmp_path, monkeypatch):
+    """Full-size files whose decoded arrays differ from the pin: exit 2, and the cache is not touched."""
+    import numpy as np
+
+    from tests.data.fakes import write_idx
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    write_idx(tmp_path / "t10k-images-idx3-ubyte", np.zeros((10000, 28, 28), np.uint8))
+    write_idx(tmp_path / "t10k-labels-idx1-ubyte", np.zeros(10000, np.uint8))
+    assert_user_error(invoke("data", "verify", "mnist", "--root", str(tmp_path)), "checksum")
+    assert not (tmp_path / "cache" / "convscope" / "mnist" / "test.npz").exists()
