@@ -63,13 +63,19 @@ class Result:
         return write_json(out_dir / "result.json", doc)
 
     @classmethod
-    def load(cls, out_dir: str | Path) -> Result:
+    def load(cls, out_dir: str | Path, arrays: bool = True) -> Result:
+        """Read a saved Result; `arrays=False` reads result.json alone (result.npz may be missing)."""
         out_dir = Path(out_dir)
         doc = read_json(out_dir / "result.json")
-        arrays: dict[str, np.ndarray] = {}
-        if doc.get("arrays"):
+        loaded: dict[str, np.ndarray] = {}
+        if arrays and doc.get("arrays"):
             with np.load(out_dir / "result.npz") as z:
-                arrays = {k: z[k] for k in z.files}
+                loaded = {k: z[k] for k in z.files}
+        return cls.from_dict(doc, loaded)
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any], arrays: dict[str, np.ndarray] | None = None) -> Result:
+        """A Result from the parsed result.json (and its arrays, if loaded)."""
         return cls(
             name=doc["name"],
             title=doc.get("title", doc["name"]),
@@ -77,7 +83,7 @@ class Result:
             published={k: Published(**v) for k, v in doc.get("published", {}).items()},
             provenance=doc.get("provenance", {}),
             figures=doc.get("figures", {}),
-            arrays=arrays,
+            arrays=arrays or {},
             notes=doc.get("notes", []),
         )
 

@@ -21,6 +21,20 @@ def named_sequential(*layers: tuple[str, nn.Module]) -> nn.Sequential:
     return nn.Sequential(OrderedDict(layers))
 
 
+def fc_head(in_features: int, hidden: int, num_classes: int, dropout: float) -> nn.Sequential:
+    """The AlexNet/VGG decision part: flatten, then fc6 and fc7 (ReLU, dropout) and fc8 (Caffe names)."""
+    return named_sequential(
+        ("flatten", nn.Flatten()),  # (B, C, h, w) -> (B, C·h·w)
+        ("fc6", nn.Linear(in_features, hidden)),
+        ("relu6", nn.ReLU()),
+        ("drop6", nn.Dropout(dropout)),
+        ("fc7", nn.Linear(hidden, hidden)),
+        ("relu7", nn.ReLU()),
+        ("drop7", nn.Dropout(dropout)),
+        ("fc8", nn.Linear(hidden, num_classes)),
+    )
+
+
 def _first(value: int | tuple[int, ...]) -> int:
     return value[0] if isinstance(value, tuple) else int(value)
 

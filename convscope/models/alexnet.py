@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from convscope.errors import unknown_name
-from convscope.models._common import ConvNet, named_sequential
+from convscope.models._common import ConvNet, fc_head, named_sequential
 from convscope.models.registry import register_model
 
 
@@ -102,16 +102,7 @@ class AlexNet(ConvNet):
             channels = spec.filters
         layers.append(("avgpool", nn.AdaptiveAvgPool2d((6, 6))))
         features = named_sequential(*layers)
-        classifier = named_sequential(
-            ("flatten", nn.Flatten()),  # (B, C, 6, 6) -> (B, 36·C)
-            ("fc6", nn.Linear(channels * 6 * 6, hidden)),
-            ("relu6", nn.ReLU()),
-            ("drop6", nn.Dropout(dropout)),
-            ("fc7", nn.Linear(hidden, hidden)),
-            ("relu7", nn.ReLU()),
-            ("drop7", nn.Dropout(dropout)),
-            ("fc8", nn.Linear(hidden, num_classes)),
-        )
+        classifier = fc_head(channels * 6 * 6, hidden, num_classes, dropout)
         super().__init__(features, classifier, (in_channels, 224, 224), fixed_size=False)
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from convscope.models._common import ConvNet, named_sequential
+from convscope.models._common import ConvNet, fc_head, named_sequential
 from convscope.models.registry import register_model
 
 # Filters per conv layer; "M" is a 2×2 max pool ending a block.
@@ -62,16 +62,7 @@ class VGG(ConvNet):
             channels, index = int(item), index + 1
         layers.append(("avgpool", nn.AdaptiveAvgPool2d((7, 7))))
         features = named_sequential(*layers)
-        classifier = named_sequential(
-            ("flatten", nn.Flatten()),  # (B, 512, 7, 7) -> (B, 25088)
-            ("fc6", nn.Linear(channels * 7 * 7, hidden)),
-            ("relu6", nn.ReLU()),
-            ("drop6", nn.Dropout(dropout)),
-            ("fc7", nn.Linear(hidden, hidden)),
-            ("relu7", nn.ReLU()),
-            ("drop7", nn.Dropout(dropout)),
-            ("fc8", nn.Linear(hidden, num_classes)),
-        )
+        classifier = fc_head(channels * 7 * 7, hidden, num_classes, dropout)
         super().__init__(features, classifier, (in_channels, 224, 224), fixed_size=False)
         for m in self.modules():
             if isinstance(m, nn.Conv2d):

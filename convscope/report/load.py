@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from convscope.experiments.result import Published, Result
+from convscope.experiments.result import Result
 from convscope.io import read_json, read_jsonl
 
 
@@ -109,7 +109,7 @@ def _experiments(root: Path, problems: list[str]) -> list[Experiment]:
             if doc.get("arrays") and (d / "result.npz").is_file():
                 result = Result.load(d)
             else:  # no arrays, or result.npz lost: the numbers render without them
-                result = _result_without_arrays(doc)
+                result = Result.from_dict(doc)
                 if doc.get("arrays"):
                     problems.append(f"{d.relative_to(root) / 'result.npz'} is missing; its arrays are not listed.")
             if not isinstance(result.metrics, dict) or not isinstance(result.figures, dict):
@@ -120,19 +120,6 @@ def _experiments(root: Path, problems: list[str]) -> list[Experiment]:
         name = d.name if d != root else result.name
         out.append(Experiment(slug=unique(safe_name(name), seen), dir=d, result=result))
     return out
-
-
-def _result_without_arrays(doc: dict) -> Result:
-    """A Result from result.json alone, for when result.npz is missing."""
-    return Result(
-        name=doc["name"],
-        title=doc.get("title", doc["name"]),
-        metrics=doc["metrics"],
-        published={k: Published(**v) for k, v in doc.get("published", {}).items()},
-        provenance=doc.get("provenance", {}),
-        figures=doc.get("figures", {}),
-        notes=doc.get("notes", []),
-    )
 
 
 def safe_name(name: str) -> str:
