@@ -96,12 +96,12 @@ def lab(
 def train(
     model: Annotated[str, typer.Argument(help="Model name (see `convscope summary --list`).")],
     data: Annotated[str, typer.Option("--data", help="Dataset name.")] = "mnist",
-    epochs: Annotated[int | None, typer.Option(help="Passes over the training set.")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Mini-batch size.")] = None,
-    optimizer: Annotated[str | None, typer.Option(help="sgd, adam or adagrad.")] = None,
-    lr: Annotated[float | None, typer.Option(help="(Peak) learning rate.")] = None,
-    schedule: Annotated[str | None, typer.Option(help="onecycle, cosine or constant.")] = None,
-    seed: Annotated[int | None, typer.Option(help="Random seed (init and batch order).")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Passes over the training set [default: 3].")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Mini-batch size [default: 256].")] = None,
+    optimizer: Annotated[str | None, typer.Option(help="sgd, adam or adagrad [default: adam].")] = None,
+    lr: Annotated[float | None, typer.Option(help="(Peak) learning rate [default: 0.02].")] = None,
+    schedule: Annotated[str | None, typer.Option(help="onecycle, cosine or constant [default: onecycle].")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed: init and batch order [default: 0].")] = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu, cuda or cuda:N (default: $CONVSCOPE_DEVICE "
                                                     "or auto).")] = None,
     out: Annotated[Path | None, typer.Option("--out", help="Run directory (default runs/MODEL-DATA).")] = None,

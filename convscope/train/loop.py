@@ -155,7 +155,7 @@ def fit(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor], test: tuple[
                 idx = perm[i * cfg.batch_size:(i + 1) * cfg.batch_size]
                 xb, yb = x_train[idx], y_train[idx]
                 out = model(xb)
-                loss = F.cross_entropy(out, yb)
+                loss = F.cross_entropy(out, yb, label_smoothing=cfg.label_smoothing)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
