@@ -61,7 +61,13 @@ def run_experiment(name: str, out_dir: str | Path, cfg: Any = None, progress: bo
 
 
 def _load_builtin() -> None:
-    from convscope.experiments import lenet5  # noqa: F401
+    # Importing each module of this package runs its @register_experiment decorator.
+    import importlib
+    import pkgutil
+
+    for info in pkgutil.iter_modules(__path__):
+        if info.name != "result":
+            importlib.import_module(f"{__name__}.{info.name}")
 
 
 __all__ = ["Experiment", "Published", "Result", "get_experiment", "list_experiments", "register_experiment",
