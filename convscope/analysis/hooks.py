@@ -30,6 +30,13 @@ def get_layer(model: nn.Module, name: str) -> nn.Module:
         raise unknown_name("layer", name, [n for n, _ in model.named_modules() if n]) from None
 
 
+def model_device(model: nn.Module, default: torch.device | str = "cpu") -> torch.device:
+    """The device of the model's first parameter or buffer (`default` for a model with neither)."""
+    for t in (*model.parameters(), *model.buffers()):
+        return t.device
+    return torch.device(default)
+
+
 def conv_layers(model: nn.Module) -> list[str]:
     """Dotted names of the model's 2-D convolutions, in registration (= forward, for our zoo) order.
 
@@ -108,10 +115,11 @@ def trace_modules(model: nn.Module, pre: Callable[[nn.Module, tuple], None],
 
 def activations(model: nn.Module, x: torch.Tensor, names: list[str]) -> dict[str, torch.Tensor]:
     """Outputs of the named layers for input `x`, computed in eval mode without gradients."""
-    device = next(model.parameters()).device
+    device = model_device(model, default=x.device)
     with torch.no_grad(), eval_mode(model), record(model, names) as acts:
         model(x.to(device))
     return dict(acts)
 
 
-__all__ = ["activations", "conv_layers", "conv_weight", "eval_mode", "get_layer", "record", "trace_modules"]
+__all__ = ["activations", "conv_layers", "conv_weight", "eval_mode", "get_layer", "model_device", "record",
+           "trace_modules"]

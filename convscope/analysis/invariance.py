@@ -1,0 +1,121 @@
+"""Invariance scores of a layer's units (Goodfellow, Le, Saxe, Lee and Ng, NIPS 2009; used by Shang et al. 2016).
+
+For each filter of a layer, a threshold t is set so that the filter fires (response > t) on 1 % of
+all (stimulus, position) responses: its *global firing rate* G. For every place where it fires on an
+original stimulus, the *local firing rate* L is the fraction of transformed versions of that stimulus
+on which it still fires at the same spatial location. The invariance score is L / G: how much more
+likely the unit is to fire on a transformed input given it fired on the original, than on any input.
+A layer's score averages its filters (Goodfellow et al. average the top 20 %: `top_fraction=0.2`).
+Transformations of REFERENCE.md §4: horizontal flip, rotation by 15°, translation by ±3 px.
+
+Example:
+    >>> scores = invariance_scores(model, x, ["features.conv1", "features.conv2"])
+    >>> scores["features.conv2"]["translate"].score
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from convscope.analysis.hooks import activations
+
+Transform = Callable[[torch.Tensor], torch.Tensor]
+
+
+def hflip(x: torch.Tensor) -> torch.Tensor:
+    return x.flip(-1)
+
+
+def rotate(degrees: float) -> Transform:
+    """Rotation about the image centre, zeros outside (bilinear)."""
+
+    def fn(x: torch.Tensor) -> torch.Tensor:
+        a = math.radians(degrees)
+        theta = torch.tensor([[math.cos(a), -math.sin(a), 0.0], [math.sin(a), math.cos(a), 0.0]],
+                             dtype=x.dtype, device=x.device).expand(len(x), 2, 3)
+        grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+        return F.grid_sample(x, grid, align_corners=False, padding_mode="zeros")
+
+    return fn
+
+
+def translate(dx: int, dy: int) -> Transform:
+    """Shift by (dx, dy) pixels, zeros coming in at the border."""
+
+    def fn(x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        out = torch.zeros_like(x)
+        out[..., max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)] = \
+            x[..., max(-dy, 0):h + min(-dy, 0), max(-dx, 0):w + min(-dx, 0)]
+        return out
+
+    return fn
+
+
+def standard_transforms() -> dict[str, list[Transform]]:
+    """The paper's three families; a family's versions are averaged into one local firing rate."""
+    return {
+        "hflip": [hflip],
+        "rotate15": [rotate(15), rotate(-15)],
+        "translate3": [translate(3, 0), translate(-3, 0), translate(0, 3), translate(0, -3)],
+    }
+
+
+@dataclass
+class Invariance:
+    """Per-filter rates of one layer under one transformation family, and the layer's score."""
+
+    threshold: np.ndarray  # (C,)
+    global_rate: np.ndarray  # (C,) G, ≈ the firing quantile
+    local_rate: np.ndarray  # (C,) L, NaN for a filter that never fires
+    score: float  # mean of L / G over the filters kept
+
+
+@torch.no_grad()
+def invariance_scores(model: nn.Module, x: torch.Tensor, layers: list[str],
+                      transforms: dict[str, list[Transform]] | None = None, rate: float = 0.01,
+                      top_fraction: float | None = None) -> dict[str, dict[str, Invariance]]:
+    """Invariance score of every named layer's filters under each transformation family.
+
+    Args:
+        model: any model; it is run in eval mode and left as found.
+        x: `(N, C, H, W)` stimuli.
+        layers: dotted names of layers whose outputs are `(N, C, h, w)`.
+        transforms: family name → list of transforms (default: `standard_transforms()`).
+        rate: the global firing rate the thresholds are set to.
+        top_fraction: average only the most invariant fraction of filters (Goodfellow: 0.2); None = all.
+    """
+    transforms = transforms or standard_transforms()
+    original = activations(model, x, layers)
+    out: dict[str, dict[str, Invariance]] = {name: {} for name in layers}
+    thresholds = {}
+    for name in layers:
+        a = original[name].double()  # (N, C, h, w)
+        per_filter = a.transpose(0, 1).flatten(1)  # (C, N·h·w)
+        thresholds[name] = torch.quantile(per_filter, 1 - rate, dim=1)  # (C,)
+    for family, fns in transforms.items():
+        moved = [activations(model, fn(x), layers) for fn in fns]
+        for name in layers:
+            t = thresholds[name].view(1, -1, 1, 1)
+            fires = original[name].double() > t  # (N, C, h, w)
+            g = fires.double().mean(dim=(0, 2, 3))  # (C,)
+            hits = sum((m[name].double() > t) & fires for m in moved).double()  # still firing, same place
+            count = fires.double().sum(dim=(0, 2, 3)) * len(moved)
+            local = hits.sum(dim=(0, 2, 3)) / count  # NaN where a filter never fires
+            ratio = (local / g).cpu().numpy()
+            ratio = ratio[np.isfinite(ratio)]
+            if top_fraction is not None and len(ratio):
+                ratio = np.sort(ratio)[::-1][:max(1, int(round(top_fraction * len(ratio))))]
+            out[name][family] = Invariance(thresholds[name].cpu().numpy(), g.cpu().numpy(), local.cpu().numpy(),
+                                           float(ratio.mean()) if len(ratio) else float("nan"))
+    return out
+
+
+__all__ = ["Invariance", "hflip", "invariance_scores", "rotate", "standard_transforms", "translate"]
