@@ -2,7 +2,10 @@
 
 The steps, each skipped when its output is already on disk (so a second `make lab` is quick):
 1. train LeNet-5 on MNIST into `runs/lab` (checkpoint reused unless `retrain`);
-2. run every lab experiment into `runs/lab/experiments/NAME` (result reused unless `retrain`);
+2. run every registered experiment into `runs/lab/experiments/NAME` (result reused unless `retrain`),
+   with its lab-sized config: an experiment's config class may define a classmethod `lab()` that
+   returns a quicker version of the full protocol (fewer seeds, data subsets); `convscope reproduce
+   NAME` always runs the full one;
 3. render the atlas from the saved files and return the path of its index.html.
 """
 
@@ -14,20 +17,32 @@ from pathlib import Path
 from typing import Any
 
 from convscope.config import TrainConfig
-from convscope.experiments import get_experiment, run_experiment
+from convscope.experiments import get_experiment, list_experiments, run_experiment
 from convscope.report import render_atlas
 from convscope.train.run import train_run
 
-LAB_EXPERIMENTS = ["lenet5"]
+
+def lab_experiments() -> list[str]:
+    """Every registered experiment, LeNet-5 first (the others build on what it shows)."""
+    names = list_experiments()
+    return sorted(names, key=lambda n: (n != "lenet5", n))
+
+
+def lab_config(name: str) -> Any:
+    """The lab-sized config of experiment `name` (its config's `lab()` if defined, else the defaults)."""
+    cls = get_experiment(name).config
+    return cls.lab() if hasattr(cls, "lab") else cls()
 
 
 def run_lab(out_dir: str | Path = "runs/lab", *, retrain: bool = False, cfg: TrainConfig | None = None,
-            experiment_configs: dict[str, Any] | None = None, progress: bool = True,
+            experiments: list[str] | None = None, experiment_configs: dict[str, Any] | None = None,
+            progress: bool = True,
             log: Callable[[str], None] = lambda _: None) -> Path:
     """Run the lab pipeline into `out_dir`; returns the atlas's index.html.
 
-    `experiment_configs` replaces the default config of the named lab experiments (tests use it to
-    run them small); an experiment whose config has a `train` field trains on `cfg.device`.
+    `experiments` names the experiments to run (default: all, `lab_experiments()`);
+    `experiment_configs` replaces the lab config of the named ones (tests use it to run them small);
+    an experiment whose config has a `train` field trains on `cfg.device`.
 
     Example:
         >>> index = run_lab("runs/lab")
@@ -39,12 +54,12 @@ def run_lab(out_dir: str | Path = "runs/lab", *, retrain: bool = False, cfg: Tra
     outcome = train_run(cfg, out_dir, reuse=not retrain, overwrite=retrain, progress=progress, kind="lab")
     acc = outcome.final.get("test_acc", float("nan"))
     log(f"{'trained' if outcome.trained else 'reused'} {cfg.model} on {cfg.data}: test accuracy {acc:.4f}")
-    for name in LAB_EXPERIMENTS:
+    for name in experiments if experiments is not None else lab_experiments():
         exp_dir = out_dir / "experiments" / name
         if retrain or not (exp_dir / "result.json").exists():
             log(f"running experiment {name}")
-            exp_cfg = (experiment_configs or {}).get(name) or get_experiment(name).config()
-            if hasattr(exp_cfg, "train"):
+            exp_cfg = (experiment_configs or {}).get(name) or lab_config(name)
+            if isinstance(getattr(exp_cfg, "train", None), TrainConfig):
                 exp_cfg = replace(exp_cfg, train=replace(exp_cfg.train, device=cfg.device))
             run_experiment(name, exp_dir, exp_cfg, progress=progress)
         else:

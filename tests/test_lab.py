@@ -20,7 +20,8 @@ def test_lab_trains_renders_and_reuses(tmp_path):
     out = tmp_path / "lab"
     experiments = {"lenet5": LeNet5Config(seeds=[0, 1], train=SMALL)}
     logs: list[str] = []
-    index = run_lab(out, cfg=SMALL, experiment_configs=experiments, progress=False, log=logs.append)
+    index = run_lab(out, cfg=SMALL, experiments=["lenet5"], experiment_configs=experiments, progress=False,
+                    log=logs.append)
     assert index == out / "atlas" / "index.html" and index.exists()
     assert logs[0].startswith("trained lenet5 on mnist")
     result = json.loads((out / "experiments" / "lenet5" / "result.json").read_text())
@@ -37,6 +38,17 @@ def test_lab_trains_renders_and_reuses(tmp_path):
     # The second run reuses the checkpoint and the experiment, and renders the same pages.
     mtime = (out / "checkpoint" / "state.json").stat().st_mtime
     logs.clear()
-    run_lab(out, cfg=SMALL, experiment_configs=experiments, progress=False, log=logs.append)
+    run_lab(out, cfg=SMALL, experiments=["lenet5"], experiment_configs=experiments, progress=False,
+            log=logs.append)
     assert logs[0].startswith("reused") and logs[1].startswith("reused experiment")
     assert (out / "checkpoint" / "state.json").stat().st_mtime == mtime
+
+
+def test_lab_runs_every_experiment_with_its_lab_config():
+    from convscope.experiments import list_experiments
+    from convscope.lab import lab_config, lab_experiments
+
+    names = lab_experiments()
+    assert names[0] == "lenet5" and sorted(names) == list_experiments()
+    for name in names:
+        assert lab_config(name) is not None
