@@ -67,8 +67,11 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
 def record(model: nn.Module, names: list[str], detach: bool = True) -> Iterator[dict[str, torch.Tensor]]:
     """Record the outputs of the named submodules during forward passes inside the block.
 
-    A module that runs more than once per forward pass (a reused ReLU) would make "its output"
-    ambiguous, so that raises instead of silently keeping one of the calls.
+    Each output is cloned as it is recorded, so a later in-place operation (a `ReLU(inplace=True)`
+    after the layer) cannot change it; with `detach=False` the clone stays in the autograd graph and
+    gradients flow back through it into the layer (what feature visualisation needs). A module that
+    runs more than once per forward pass (a reused ReLU) would make "its output" ambiguous, so that
+    raises instead of silently keeping one of the calls.
     """
     modules = {n: get_layer(model, n) for n in names}
     acts: dict[str, torch.Tensor] = {}
@@ -80,7 +83,7 @@ def record(model: nn.Module, names: list[str], detach: bool = True) -> Iterator[
             calls[name] = calls.get(name, 0) + 1
             if calls[name] > 1:
                 raise RuntimeError(f"layer {name!r} runs more than once per forward pass; record a layer used once")
-            acts[name] = output.detach() if detach else output
+            acts[name] = output.detach().clone() if detach else output.clone()
         return hook
 
     try:
