@@ -1,0 +1,35 @@
+"""`sample_image`: names, shapes, range, resizing, and the unknown-name error."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from convscope.data.images import sample_image, sample_image_names
+from convscope.errors import UnknownNameError, UserError
+
+
+def test_the_four_photographs_are_there():
+    assert {"camera", "chelsea", "astronaut", "coffee"} <= set(sample_image_names())
+    assert sample_image_names() == sorted(sample_image_names())
+
+
+@pytest.mark.parametrize(("name", "shape"), [("camera", (512, 512)), ("chelsea", (300, 451)),
+                                             ("astronaut", (512, 512)), ("coffee", (400, 600))])
+def test_grey_float_in_unit_range(name, shape):
+    img = sample_image(name)
+    assert img.shape == shape and img.dtype == np.float32
+    assert 0.0 <= img.min() < img.max() <= 1.0
+
+
+def test_colour_and_resize():
+    assert sample_image("chelsea", grey=False).shape == (300, 451, 3)
+    assert sample_image("camera", grey=False, size=(32, 48)).shape == (32, 48, 3)  # grey repeated
+    small = sample_image("astronaut", size=64)
+    assert small.shape == (64, 64) and small.dtype == np.float32 and 0 <= small.min() and small.max() <= 1
+
+
+def test_unknown_name_suggests_the_close_one():
+    with pytest.raises(UnknownNameError, match="did you mean 'camera'") as err:
+        sample_image("camra")
+    assert isinstance(err.value, UserError)
