@@ -1,0 +1,120 @@
+"""Layer-by-layer clustering: how well each layer's representation separates the classes.
+
+Kuo's RECOS reading of a CNN (Kuo, "Understanding convolutional neural networks with a mathematical
+model", JVCIR 41, 2016, arXiv 1609.04112; REFERENCE.md §3) splits it into a feature-extraction part
+(the conv/pool layers, `model.features`) that clusters inputs step by step and a decision part (the
+fully connected layers, `model.classifier`) that maps the clusters to labels. Two numbers per layer
+measure that clustering on held-out images:
+
+- k-nearest-neighbour accuracy: the representations are split (seeded) into a reference half and a
+  query half; each query gets the majority label of its k nearest references (Euclidean distance,
+  ties broken by the nearer neighbours). Distances are computed in chunks with `torch.cdist`.
+- the scatter ratio trace(S_B) / trace(S_W) of Fisher's discriminant analysis, with
+  S_W = Σ_c Σ_{i∈c} (x_i − μ_c)(x_i − μ_c)ᵀ and S_B = Σ_c n_c (μ_c − μ)(μ_c − μ)ᵀ, so
+  trace(S_W) = Σ_i ‖x_i − μ_{c(i)}‖² and trace(S_B) = Σ_c n_c ‖μ_c − μ‖²; it does not change when a
+  layer's features are scaled, so layers of different sizes and ranges compare.
+
+Example:
+    >>> names = representation_layers(model)                 # every layer, in forward order
+    >>> reps = {"input": x, **activations(model, x, names)}
+    >>> result = layer_clustering(reps, y, k=5)              # one knn_acc and scatter_ratio per layer
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass
+class LayerClustering:
+    """Clustering figures per layer, in the order the representations were given."""
+
+    layers: list[str]
+    knn_acc: list[float]
+    scatter_ratio: list[float]
+
+
+def representation_layers(model: nn.Module) -> list[str]:
+    """Dotted names of the model's leaf layers in registration (= forward, for our zoo) order.
+
+    Reshapes and no-ops (`nn.Flatten`, `nn.Identity`, `nn.Dropout`) are left out: their output is
+    the previous layer's representation again.
+    """
+    skip = (nn.Flatten, nn.Identity, nn.Dropout)
+    return [name for name, m in model.named_modules()
+            if name and not any(True for _ in m.children()) and not isinstance(m, skip)]
+
+
+@torch.no_grad()
+def knn_accuracy(features: torch.Tensor, labels: torch.Tensor, k: int = 5, reference_fraction: float = 0.5,
+                 seed: int = 0, chunk: int = 1024) -> float:
+    """Accuracy of a k-NN classifier fitted on a seeded part of (features, labels), scored on the rest.
+
+    Args:
+        features: (N, ...) representations; flattened per sample.
+        labels: (N,) integer classes.
+        k: neighbours voting.
+        reference_fraction: share of the samples used as references; the others are the queries.
+        seed: seed of the split.
+        chunk: queries per `cdist` call (memory is chunk × references).
+    """
+    x = features.flatten(1).float()  # (N, D)
+    y = labels.to(x.device)
+    n = len(x)
+    n_ref = int(round(n * reference_fraction))
+    if not 0 < n_ref < n:
+        raise ValueError(f"a reference/query split of {n} samples at {reference_fraction} leaves one side empty")
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).to(x.device)
+    ref, query = perm[:n_ref], perm[n_ref:]
+    k = min(k, n_ref)
+    num_classes = int(y.max()) + 1
+    # The nearest neighbour weighs 1 + k·eps, the k-th 1 + eps: a tie in counts goes to the nearer ones.
+    weights = 1 + 1e-3 * torch.arange(k, 0, -1, device=x.device, dtype=torch.float64)  # (k,)
+    correct = 0
+    for start in range(0, len(query), chunk):
+        q = query[start:start + chunk]
+        dist = torch.cdist(x[q], x[ref])  # (chunk, n_ref)
+        nearest = dist.topk(k, dim=1, largest=False).indices  # (chunk, k), nearest first
+        votes = torch.zeros(len(q), num_classes, dtype=torch.float64, device=x.device)
+        votes.scatter_add_(1, y[ref][nearest], weights.expand(len(q), k))
+        correct += int((votes.argmax(1) == y[q]).sum())
+    return correct / len(query)
+
+
+@torch.no_grad()
+def scatter_ratio(features: torch.Tensor, labels: torch.Tensor) -> float:
+    """trace(S_B) / trace(S_W) of (features, labels), in float64 (see the module docstring)."""
+    x = features.flatten(1).double()  # (N, D)
+    y = labels.to(x.device)
+    mean = x.mean(dim=0)  # (D,)
+    between, within = 0.0, 0.0
+    for c in torch.unique(y):
+        xc = x[y == c]  # (n_c, D)
+        mc = xc.mean(dim=0)
+        between += len(xc) * float(((mc - mean) ** 2).sum())
+        within += float(((xc - mc) ** 2).sum())
+    return between / within if within > 0 else float("inf")
+
+
+def layer_clustering(representations: dict[str, torch.Tensor], labels: torch.Tensor, k: int = 5,
+                     seed: int = 0) -> LayerClustering:
+    """k-NN accuracy and scatter ratio of each representation (e.g. from `hooks.activations`).
+
+    Args:
+        representations: layer name -> (N, ...) outputs on the same N held-out images.
+        labels: (N,) classes of those images.
+        k: neighbours of the k-NN vote.
+        seed: seed of the reference/query split (the same split for every layer).
+    """
+    names = list(representations)
+    return LayerClustering(
+        layers=names,
+        knn_acc=[knn_accuracy(representations[n], labels, k=k, seed=seed) for n in names],
+        scatter_ratio=[scatter_ratio(representations[n], labels) for n in names],
+    )
+
+
+__all__ = ["LayerClustering", "knn_accuracy", "layer_clustering", "representation_layers", "scatter_ratio"]
