@@ -284,6 +284,7 @@ def reproduce(
 
 
 def _print_result(result: Any) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(title=result.title)
@@ -291,7 +292,9 @@ def _print_result(result: Any) -> None:
         table.add_column(col)
     for key, value in result.metrics.items():
         pub = result.published.get(key)
-        table.add_row(key, _fmt(value), _fmt(pub.value) if pub else "", pub.source if pub else "")
+        # escape: a list such as [input, features.conv1] would otherwise be read as rich markup
+        table.add_row(key, escape(_fmt(value)), escape(_fmt(pub.value)) if pub else "",
+                      escape(pub.source) if pub else "")
     _console().print(table)
 
 

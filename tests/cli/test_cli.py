@@ -112,3 +112,14 @@ def test_checksum_mismatch_is_a_user_error(tmp_path, monkeypatch):
     write_idx(tmp_path / "t10k-labels-idx1-ubyte", np.zeros(10000, np.uint8))
     assert_user_error(invoke("data", "verify", "mnist", "--root", str(tmp_path)), "checksum")
     assert not (tmp_path / "cache" / "convscope" / "mnist" / "test.npz").exists()
+
+
+def test_result_table_prints_lists_of_names(capsys):
+    from convscope.cli import _print_result
+    from convscope.experiments.result import Published, Result
+
+    result = Result("x", "X", {"layers": ["input", "features.conv1"], "acc": 0.5},
+                    {"acc": Published(0.9, "[a paper]")})
+    _print_result(result)
+    out = capsys.readouterr().out
+    assert "features.conv1" in out and "[a paper]" in out
