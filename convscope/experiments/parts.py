@@ -55,15 +55,16 @@ class PartsConfig:
     """Every section's settings; the defaults run in about a minute on one free CPU core.
 
     `seed` seeds everything (it replaces `train.seed`). `threads` is PyTorch's intra-op thread count for
-    the run (0 leaves it alone): LeNet-5's small convolutions gain little from a second thread, and on a
-    shared 2-core CPU spinning helper threads made this run about 5× slower (measured). `train` is the
+    the run (0, the default, leaves it alone): on a quiet 2-core CPU two threads train LeNet-5 about
+    1.5× faster than one, but on a CPU shared with other busy processes one thread avoids spinning
+    helper threads, which made this run about 5× slower there (both measured). `train` is the
     recipe of the four LeNet-5s (max pooling, average pooling, no activation, noise-trained).
     `edge_noise` and `test_noise` are noise standard deviations in image units (pixels in [0, 1]);
     `norm_*` set the MLP of the normalisation section; `featurevis_*` the gradient ascent.
     """
 
     seed: int = 0
-    threads: int = 1
+    threads: int = 0
     train: TrainConfig = field(default_factory=lambda: TrainConfig(
         model="lenet5", data="mnist", epochs=2, train_subset=20000, test_subset=5000))
     # 1. filters
