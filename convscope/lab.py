@@ -61,7 +61,11 @@ def run_lab(out_dir: str | Path = "runs/lab", *, retrain: bool = False, cfg: Tra
             exp_cfg = (experiment_configs or {}).get(name) or lab_config(name)
             if isinstance(getattr(exp_cfg, "train", None), TrainConfig):
                 exp_cfg = replace(exp_cfg, train=replace(exp_cfg.train, device=cfg.device))
-            run_experiment(name, exp_dir, exp_cfg, progress=progress)
+            result = run_experiment(name, exp_dir, exp_cfg, progress=progress)
+            if name not in (experiment_configs or {}) and hasattr(get_experiment(name).config, "lab"):
+                result.notes.append(f"Lab-sized run (convscope lab): a quicker version of the protocol; "
+                                    f"`convscope reproduce {name}` runs the full one.")
+                result.save(exp_dir)
         else:
             log(f"reused experiment {name} from {exp_dir}")
     return render_atlas(out_dir)

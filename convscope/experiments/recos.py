@@ -84,8 +84,8 @@ class RecosConfig:
 
     @classmethod
     def lab(cls) -> RecosConfig:
-        """`convscope lab`'s size: one seed (a third of the time; no standard deviations)."""
-        return cls(seeds=[0])
+        """`convscope lab`'s size: one seed and half the training set (no standard deviations)."""
+        return cls(seeds=[0], train=replace(cls().train, train_subset=30000))
 
 
 @register_experiment("recos", "RECOS: polarity, anchors, linear collapse, backgrounds, clustering (Kuo 2016)",
