@@ -37,7 +37,9 @@ def crelu_features(conv: nn.Conv2d, x: torch.Tensor, pool: nn.MaxPool2d | None =
     separately, unpooled with their switches, and only positions whose switch carried a positive
     value are known.
     """
-    y = _conv(conv, x) + (conv.bias.view(1, -1, 1, 1) if conv.bias is not None else 0)
+    w = conv.weight.detach().double()  # float64 throughout; the user's module is not converted
+    bias = conv.bias.detach().double().view(1, -1, 1, 1) if conv.bias is not None else None
+    y = _conv(conv, x, w) + (bias if bias is not None else 0)
     pos, neg = F.relu(y), F.relu(-y)  # the two halves of CReLU(y)
     if pool is None:
         z, mask = pos - neg, torch.ones_like(y, dtype=torch.bool)
@@ -47,8 +49,8 @@ def crelu_features(conv: nn.Conv2d, x: torch.Tensor, pool: nn.MaxPool2d | None =
         up_neg = _pool_unpool(neg, k, s, p)
         mask = (up_pos > 0) | (up_neg > 0)
         z = up_pos - up_neg
-    if conv.bias is not None:  # back to the linear response Wᵀx
-        z = torch.where(mask, z - conv.bias.view(1, -1, 1, 1), z)
+    if bias is not None:  # back to the linear response Wᵀx
+        z = torch.where(mask, z - bias, z)
     return z, mask
 
 

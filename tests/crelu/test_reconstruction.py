@@ -17,7 +17,9 @@ def test_positive_minus_negative_half_is_the_linear_response():
     x = torch.randn(3, 2, 8, 8)
     z, mask = crelu_features(conv, x)
     assert mask.all()
-    torch.testing.assert_close(z, nn.functional.conv2d(x, conv.weight, None, padding=1), atol=1e-5, rtol=1e-5)
+    expected = nn.functional.conv2d(x.double(), conv.weight.double(), None, padding=1)
+    torch.testing.assert_close(z, expected)  # in float64, whatever the module's dtype
+    assert conv.weight.dtype == torch.float32  # and the module is not converted
 
 
 def test_exact_when_the_shifted_filters_span_the_input():
