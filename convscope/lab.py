@@ -2,10 +2,10 @@
 
 The steps, each skipped when its output is already on disk (so a second `make lab` is quick):
 1. train LeNet-5 on MNIST into `runs/lab` (checkpoint reused unless `retrain`);
-2. run every registered experiment into `runs/lab/experiments/NAME` (result reused unless `retrain`),
-   with its lab-sized config: an experiment's config class may define a classmethod `lab()` that
-   returns a quicker version of the full protocol (fewer seeds, data subsets); `convscope reproduce
-   NAME` always runs the full one;
+2. run every experiment that has a lab-sized config into `runs/lab/experiments/NAME` (result
+   reused unless `retrain`): an experiment's config class joins the lab by defining a classmethod
+   `lab()` that returns a version of its protocol that fits the lab's budget (fewer seeds, data
+   subsets); `convscope reproduce NAME` always runs the full one;
 3. render the atlas from the saved files and return the path of its index.html.
 """
 
@@ -23,15 +23,14 @@ from convscope.train.run import train_run
 
 
 def lab_experiments() -> list[str]:
-    """Every registered experiment, LeNet-5 first (the others build on what it shows)."""
-    names = list_experiments()
+    """The experiments whose config defines a lab-sized version (`lab()`), LeNet-5 first."""
+    names = [n for n in list_experiments() if hasattr(get_experiment(n).config, "lab")]
     return sorted(names, key=lambda n: (n != "lenet5", n))
 
 
 def lab_config(name: str) -> Any:
-    """The lab-sized config of experiment `name` (its config's `lab()` if defined, else the defaults)."""
-    cls = get_experiment(name).config
-    return cls.lab() if hasattr(cls, "lab") else cls()
+    """The lab-sized config of experiment `name`: its config class's `lab()`."""
+    return get_experiment(name).config.lab()
 
 
 def run_lab(out_dir: str | Path = "runs/lab", *, retrain: bool = False, cfg: TrainConfig | None = None,
@@ -62,7 +61,7 @@ def run_lab(out_dir: str | Path = "runs/lab", *, retrain: bool = False, cfg: Tra
             if isinstance(getattr(exp_cfg, "train", None), TrainConfig):
                 exp_cfg = replace(exp_cfg, train=replace(exp_cfg.train, device=cfg.device))
             result = run_experiment(name, exp_dir, exp_cfg, progress=progress)
-            if name not in (experiment_configs or {}) and hasattr(get_experiment(name).config, "lab"):
+            if name not in (experiment_configs or {}) and exp_cfg != get_experiment(name).config():
                 result.notes.append(f"Lab-sized run (convscope lab): a quicker version of the protocol; "
                                     f"`convscope reproduce {name}` runs the full one.")
                 result.save(exp_dir)

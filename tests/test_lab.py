@@ -49,6 +49,7 @@ def test_lab_runs_every_experiment_with_its_lab_config():
     from convscope.lab import lab_config, lab_experiments
 
     names = lab_experiments()
-    assert names[0] == "lenet5" and sorted(names) == list_experiments()
+    assert names[0] == "lenet5" and {"lenet5", "parts", "recos", "textbook"} <= set(names)
+    assert set(names) <= set(list_experiments())
     for name in names:
         assert lab_config(name) is not None

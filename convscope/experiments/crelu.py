@@ -59,11 +59,8 @@ class CReLUConfig:
     invariance_images: int = 500
     recon_images: int = 8
 
-    @classmethod
-    def lab(cls) -> CReLUConfig:
-        """`convscope lab`'s size: one seed, the ReLU and CReLU variants, a smaller training set."""
-        return cls(seeds=[0], variants=["baseline", "crelu"], train=replace(cls().train, train_subset=4000),
-                   lenet_train=replace(cls().lenet_train, epochs=1, train_subset=20000))
+    # No lab() yet: its lab-sized run measured 100 s and 3.3 GiB peak, over the lab's budget, so
+    # `convscope lab` leaves it out until it fits (issue 5); `convscope reproduce crelu` runs it.
 
 
 @register_experiment("crelu", "CReLU: pairing, variants, invariance, reconstruction (Shang et al. 2016)",

@@ -30,6 +30,11 @@ class LeNet5Config:
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     train: TrainConfig = field(default_factory=lambda: TrainConfig(model="lenet5", data="mnist"))
 
+    @classmethod
+    def lab(cls) -> LeNet5Config:
+        """`convscope lab` runs the full protocol: three seeds take about 40 s."""
+        return cls()
+
 
 @register_experiment("lenet5", "LeNet-5 on MNIST", LeNet5Config)
 def run(cfg: LeNet5Config, out_dir: Path, progress: bool = True) -> Result:
