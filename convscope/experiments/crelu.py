@@ -170,7 +170,7 @@ def run(cfg: CReLUConfig, out_dir: Path, progress: bool = True) -> Result:
     return Result(
         name="crelu", title="CReLU: paired filters, variants, invariance and reconstruction", metrics=metrics,
         published=published,
-        provenance={"config": {**_asdict(cfg)}, "seeds": cfg.seeds, "versions": versions(),
+        provenance={"config": to_dict(cfg), "seeds": cfg.seeds, "versions": versions(),
                     "data_checksum": info["train_checksum"], "data": info, "wall_seconds": time.perf_counter() - t0},
         figures=figures,
         arrays={f"mu.{i}.{layer}": p.mu for i, stats in enumerate(pairing.values()) for layer, p in stats.items()},
@@ -212,12 +212,6 @@ def _picture_rows(conv1: nn.Conv2d, x: torch.Tensor, gen: torch.Generator) -> di
         rows[f"{tag}, no pool"] = reconstruct(c, x)
         rows[f"{tag}, pooled"] = reconstruct(c, x, pool)
     return {k: v[:, 0].cpu().numpy() for k, v in rows.items()}
-
-
-def _asdict(cfg: CReLUConfig) -> dict:
-    return {"seeds": cfg.seeds, "variants": cfg.variants, "width": cfg.width, "root": cfg.root,
-            "train": to_dict(cfg.train), "lenet_train": to_dict(cfg.lenet_train),
-            "invariance_images": cfg.invariance_images, "recon_images": cfg.recon_images}
 
 
 __all__ = ["CReLUConfig", "run"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from convscope.cli import app
@@ -70,6 +71,13 @@ def test_train_run_dir_rules_and_report(tmp_path):
     assert ok.exit_code == 0, ok.output
     for name in ("run.json", "metrics.jsonl", "summary.json", "layers.npz", "checkpoint/state.json"):
         assert (out / name).exists(), name
+    from convscope.train.checkpoint import load_checkpoint
+    from convscope.train.run import load_run_model
+
+    model, cfg = load_run_model(out)  # the finished run's model, rebuilt from its checkpoint alone
+    saved = load_checkpoint(out / "checkpoint").model_state
+    assert cfg.epochs == 1 and not model.training
+    assert all(torch.equal(v, saved[k]) for k, v in model.state_dict().items())
     assert_user_error(invoke("train", "lenet5", "--epochs", "1", "--out", str(out), *SMALL), "already holds this run")
     assert_user_error(invoke("train", "lenet5", "--epochs", "1", "--seed", "5", "--out", str(out), *SMALL),
                       "different run", "--overwrite")
