@@ -46,6 +46,7 @@ class TrainConfig:
     momentum: float = 0.9
     weight_decay: float = 0.0
     label_smoothing: float = 0.1
+    grad_clip: float | None = None  # rescale each step's gradient to at most this global L2 norm
     schedule: Schedule = "onecycle"
     warmup: float = 0.25
     seed: int = 0
@@ -87,15 +88,28 @@ def resolve(cls: type[C], toml_path: str | Path | None = None, overrides: list[s
 
 
 def from_dict(cls: type[C], data: dict[str, Any]) -> C:
-    """Build a config from a plain dict, converting strings to each field's type."""
+    """Build a config from a plain dict, converting strings to each field's type.
+
+    A nested config given as a dict changes only the fields it names: `{"train": {"epochs": 1}}`
+    keeps the rest of `cls`'s own default `train` (its model, data, learning rate...).
+    """
     hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     kwargs = {}
     for key, value in data.items():
-        if key not in names:
-            raise UserError(f"Unknown config key {key!r}: valid keys are {', '.join(sorted(names))}.")
+        if key not in fields:
+            raise UserError(f"Unknown config key {key!r}: valid keys are {', '.join(sorted(fields))}.")
+        default = _default(fields[key])
+        if isinstance(value, dict) and dataclasses.is_dataclass(default):
+            value = {**to_dict(default), **value}
         kwargs[key] = _coerce(key, value, hints[key])
     return cls(**kwargs)
+
+
+def _default(f: dataclasses.Field) -> Any:
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return None if f.default is dataclasses.MISSING else f.default
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

@@ -36,3 +36,15 @@ def test_missing_or_broken_toml(tmp_path):
     bad.write_text("epochs = = 3")
     with pytest.raises(UserError, match="not valid TOML"):
         resolve(TrainConfig, bad)
+
+
+def test_a_nested_override_keeps_the_experiments_own_defaults(tmp_path):
+    from convscope.experiments.crelu import CReLUConfig
+
+    cfg = resolve(CReLUConfig, None, ["train.epochs=1", "lenet_train.train_subset=100"])
+    assert (cfg.train.model, cfg.train.data, cfg.train.lr, cfg.train.epochs) == ("allconv-c", "fashion-mnist", 0.003, 1)
+    assert (cfg.lenet_train.model, cfg.lenet_train.train_subset) == ("lenet5", 100)
+    toml = tmp_path / "c.toml"
+    toml.write_text("[train]\nbatch_size = 64\n")
+    cfg = resolve(CReLUConfig, toml)
+    assert (cfg.train.model, cfg.train.batch_size) == ("allconv-c", 64)
