@@ -81,7 +81,7 @@ class Invariance:
 @torch.no_grad()
 def invariance_scores(model: nn.Module, x: torch.Tensor, layers: list[str],
                       transforms: dict[str, list[Transform]] | None = None, rate: float = 0.01,
-                      top_fraction: float | None = None) -> dict[str, dict[str, Invariance]]:
+                      top_fraction: float | None = None, batch_size: int = 250) -> dict[str, dict[str, Invariance]]:
     """Invariance score of every named layer's filters under each transformation family.
 
     Args:
@@ -91,31 +91,52 @@ def invariance_scores(model: nn.Module, x: torch.Tensor, layers: list[str],
         transforms: family name → list of transforms (default: `standard_transforms()`).
         rate: the global firing rate the thresholds are set to.
         top_fraction: average only the most invariant fraction of filters (Goodfellow: 0.2); None = all.
+        batch_size: stimuli per forward pass. Memory holds the original responses of every layer
+            (to set the thresholds) and one batch of transformed ones, never all transformed maps.
     """
     transforms = transforms or standard_transforms()
-    original = activations(model, x, layers)
-    out: dict[str, dict[str, Invariance]] = {name: {} for name in layers}
-    thresholds = {}
+    chunks = list(torch.split(x, batch_size))
+    original = _responses(model, chunks, layers)
+    fires: dict[str, torch.Tensor] = {}
+    thresholds: dict[str, torch.Tensor] = {}
     for name in layers:
-        a = original[name].double()  # (N, C, h, w)
+        a = original.pop(name)  # (N, C, h, w); freed once its firing map is known
         per_filter = a.transpose(0, 1).flatten(1)  # (C, N·h·w)
-        thresholds[name] = torch.quantile(per_filter, 1 - rate, dim=1)  # (C,)
+        # the value exceeded by a `rate` fraction of each filter's responses (kthvalue: no size limit)
+        k = per_filter.shape[1] - max(1, int(rate * per_filter.shape[1]))
+        thresholds[name] = per_filter.kthvalue(max(k, 1), dim=1).values  # (C,)
+        fires[name] = a > thresholds[name].view(1, -1, 1, 1)
+    out: dict[str, dict[str, Invariance]] = {name: {} for name in layers}
     for family, fns in transforms.items():
-        moved = [activations(model, fn(x), layers) for fn in fns]
+        hits = {name: torch.zeros(fires[name].shape[1], dtype=torch.float64, device=fires[name].device)
+                for name in layers}
+        start = 0
+        for chunk in chunks:
+            stop = start + len(chunk)
+            for fn in fns:
+                moved = activations(model, fn(chunk), layers)
+                for name in layers:
+                    t = thresholds[name].view(1, -1, 1, 1)
+                    still = (moved[name] > t) & fires[name][start:stop]  # still firing, same place
+                    hits[name] += still.sum(dim=(0, 2, 3)).double()
+            start = stop
         for name in layers:
-            t = thresholds[name].view(1, -1, 1, 1)
-            fires = original[name].double() > t  # (N, C, h, w)
-            g = fires.double().mean(dim=(0, 2, 3))  # (C,)
-            hits = sum((m[name].double() > t) & fires for m in moved).double()  # still firing, same place
-            count = fires.double().sum(dim=(0, 2, 3)) * len(moved)
-            local = hits.sum(dim=(0, 2, 3)) / count  # NaN where a filter never fires
+            f = fires[name]
+            g = f.double().mean(dim=(0, 2, 3))  # (C,)
+            count = f.double().sum(dim=(0, 2, 3)) * len(fns)
+            local = hits[name] / count  # NaN where a filter never fires
             ratio = (local / g).cpu().numpy()
             ratio = ratio[np.isfinite(ratio)]
             if top_fraction is not None and len(ratio):
                 ratio = np.sort(ratio)[::-1][:max(1, int(round(top_fraction * len(ratio))))]
-            out[name][family] = Invariance(thresholds[name].cpu().numpy(), g.cpu().numpy(), local.cpu().numpy(),
-                                           float(ratio.mean()) if len(ratio) else float("nan"))
+            out[name][family] = Invariance(thresholds[name].double().cpu().numpy(), g.cpu().numpy(),
+                                           local.cpu().numpy(), float(ratio.mean()) if len(ratio) else float("nan"))
     return out
+
+
+def _responses(model: nn.Module, chunks: list[torch.Tensor], layers: list[str]) -> dict[str, torch.Tensor]:
+    parts = [activations(model, chunk, layers) for chunk in chunks]
+    return {name: torch.cat([p.pop(name) for p in parts]) for name in layers}
 
 
 __all__ = ["Invariance", "hflip", "invariance_scores", "rotate", "standard_transforms", "translate"]

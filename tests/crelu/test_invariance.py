@@ -54,3 +54,15 @@ def test_model_is_left_as_found():
     invariance_scores(model, torch.randn(50, 1, 10, 10), ["layer"], top_fraction=0.5)
     assert model.training and all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
     assert not any(m._forward_hooks for m in model.modules())
+
+
+def test_batching_does_not_change_the_scores():
+    torch.manual_seed(1)
+    model = _Bank(nn.Sequential(nn.Conv2d(1, 6, 3, padding=1), nn.ReLU()))
+    x = torch.randn(90, 1, 12, 12).cumsum(-1).cumsum(-2)  # smooth, so shifted versions still fire
+    whole = invariance_scores(model, x, ["layer"], batch_size=1000)
+    pieces = invariance_scores(model, x, ["layer"], batch_size=13)
+    assert whole["layer"]["translate3"].score > 1
+    for family, inv in whole["layer"].items():
+        assert pieces["layer"][family].score == pytest.approx(inv.score, rel=1e-12)
+        assert pieces["layer"][family].local_rate == pytest.approx(inv.local_rate, rel=1e-12, nan_ok=True)
