@@ -96,9 +96,27 @@ def make_activation(name: str) -> nn.Module:
     return _FACTORIES[name]()
 
 
+# `nn.init.kaiming_normal_`'s nonlinearity that keeps E[x²] from layer to layer after each activation.
+# CReLU keeps ReLU's gain: the next layer's fan-in doubles while each half carries half the energy.
+# AVR passes all the energy (|x|² = x²), so ReLU's gain of √2 would double the variance per layer.
+_KAIMING: dict[str, str] = {"relu": "relu", "crelu": "relu", "leaky": "leaky_relu", "tanh": "tanh",
+                            "scaled_tanh": "tanh", "sigmoid": "sigmoid", "avr": "linear", "none": "linear"}
+
+
+def kaiming_nonlinearity(name: str) -> str:
+    """The `nonlinearity` for `nn.init.kaiming_normal_` that keeps the signal's scale after activation `name`.
+
+    Example:
+        >>> nn.init.kaiming_normal_(conv.weight, nonlinearity=kaiming_nonlinearity("avr"))  # gain 1, not √2
+    """
+    if name not in _KAIMING:
+        raise unknown_name("activation", name, _KAIMING)
+    return _KAIMING[name]
+
+
 def channel_multiplier(activation: nn.Module) -> int:
     """How many output channels `activation` makes per input channel (2 for CReLU, else 1)."""
     return int(getattr(activation, "expansion", 1))
 
 
-__all__ = ["ACTIVATIONS", "AVR", "CReLU", "ScaledTanh", "channel_multiplier", "make_activation"]
+__all__ = ["ACTIVATIONS", "AVR", "CReLU", "ScaledTanh", "channel_multiplier", "kaiming_nonlinearity", "make_activation"]

@@ -21,7 +21,7 @@ from __future__ import annotations
 from torch import nn
 
 from convscope.models._common import ConvNet, named_sequential
-from convscope.models.activations import channel_multiplier, make_activation
+from convscope.models.activations import channel_multiplier, kaiming_nonlinearity, make_activation
 from convscope.models.registry import register_model
 
 # (name, base filters, kernel) of conv1…conv7; "pool" is the 3×3 stride-2 max pool.
@@ -110,9 +110,12 @@ class AllConvNet(ConvNet):
             ("flatten", nn.Flatten()),  # (B, classes, 1, 1) -> (B, classes)
         )
         super().__init__(named_sequential(*layers), classifier, (in_channels, 32, 32), fixed_size=False)
-        for m in self.modules():
+        # Kaiming-normal with the gain of the activation that follows (√2 for ReLU and CReLU, 1 for AVR),
+        # so the signal keeps its scale through all eight layers: AVR at ReLU's gain grows 2x per layer.
+        for name, m in layers:
             if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+                follows = activation if name != "conv8" else "relu" if final_relu else "none"
+                nn.init.kaiming_normal_(m.weight, nonlinearity=kaiming_nonlinearity(follows))
                 nn.init.zeros_(m.bias)
 
 
