@@ -6,6 +6,7 @@ without a traceback. Ctrl-C during training keeps the last checkpoint and says h
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import sys
 import time
@@ -259,6 +260,9 @@ def reproduce(
                                              "(default runs/reproduce/NAME).")] = None,
     config: Annotated[Path | None, typer.Option(help="TOML file of the experiment's config.")] = None,
     set_: Sets = None,
+    width: Annotated[float | None, typer.Option(
+        help="Scale every model's filter counts (experiments with a `width` setting, e.g. crelu: "
+             "1 is the paper's size, for a GPU; the default is sized for a CPU).")] = None,
     list_: Annotated[bool, typer.Option("--list", help="List the experiments.")] = False,
     quiet: Quiet = False,
 ) -> None:
@@ -267,6 +271,8 @@ def reproduce(
     Example: `convscope reproduce lenet5 --out runs/lenet5-repro`
 
     Example: `convscope reproduce lenet5 --set seeds=0 --set train.epochs=1`
+
+    Example: `convscope reproduce crelu --width 1 --set train.data=cifar10 --set root=~/data/cifar-10-batches-py`
     """
     from convscope.config import resolve
     from convscope.experiments import get_experiment, list_experiments, run_experiment
@@ -276,6 +282,12 @@ def reproduce(
             typer.echo(f"{n:12s} {get_experiment(n).title}")
         return
     exp = get_experiment(name)
+    if width is not None:
+        if "width" not in {f.name for f in dataclasses.fields(exp.config)}:
+            raise UserError(f"Experiment {name} has no width setting: --width applies to crelu; leave it out.")
+        if not width > 0:
+            raise UserError(f"--width must be a positive multiplier of the paper's filter counts, not {width}.")
+        set_ = [*(set_ or []), f"width={width}"]
     cfg = resolve(exp.config, config, set_)
     out = out or Path("runs") / "reproduce" / name
     result = run_experiment(name, out, cfg, progress=not quiet)

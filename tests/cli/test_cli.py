@@ -44,6 +44,9 @@ def test_help_lists_every_command():
     (("train", "lenet5", "--data", "minst", "-q"), ("unknown dataset", "mnist")),
     (("train", "lenet5", "--set", "epochs=many", "-q"), ("number",)),
     (("reproduce", "lenett5"), ("unknown experiment", "lenet5")),
+    (("reproduce", "lenet5", "--width", "0.5"), ("no width setting", "crelu")),
+    (("reproduce", "crelu", "--width", "0"), ("positive",)),
+    (("train", "lenet5", "--set", "grad_clip=-1", "-q"), ("grad_clip",)),
     (("data", "verify", "cifar11"), ("unknown dataset", "cifar10")),
     (("report", "/nonexistent/dir"), ("not a directory",)),
 ])

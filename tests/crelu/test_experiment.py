@@ -1,23 +1,25 @@
 """`reproduce crelu` end to end on a tiny configuration: every metric, figure and provenance entry."""
 
-from dataclasses import replace
-
 import pytest
+from typer.testing import CliRunner
 
-from convscope.config import TrainConfig
-from convscope.experiments import run_experiment
-from convscope.experiments.crelu import CReLUConfig
+from convscope.cli import app
 from convscope.experiments.result import Result
+
+TINY = {"epochs": 1, "batch_size": 50, "train_subset": 300, "test_subset": 100, "device": "cpu"}
 
 
 @pytest.mark.slow
 def test_tiny_crelu_reproduction(tmp_path):
-    tiny = TrainConfig(model="allconv-c", data="fashion-mnist", epochs=1, batch_size=50, lr=0.003,
-                       train_subset=300, test_subset=100, device="cpu")
-    cfg = CReLUConfig(seeds=[0, 1], variants=["baseline", "crelu"], width=0.1, train=tiny,
-                      lenet_train=replace(tiny, model="lenet5", data="mnist"), invariance_images=50, recon_images=2)
-    result = run_experiment("crelu", tmp_path, cfg, progress=False)
+    sets = ["seeds=[0,1]", "variants=baseline,crelu", "invariance_images=50", "recon_images=2",
+            *(f"{part}.{k}={v}" for part in ("train", "lenet_train") for k, v in TINY.items())]
+    args = ["reproduce", "crelu", "--out", str(tmp_path), "--width", "0.1", "-q"]
+    cli = CliRunner().invoke(app, args + [a for s in sets for a in ("--set", s)])
+    assert cli.exit_code == 0, cli.output
+    assert "test_error_by_variant" in cli.output  # the measured-beside-published table
+    result = Result.load(tmp_path)
     m = result.metrics
+    assert m["width"] == 0.1 and result.provenance["config"]["width"] == 0.1
     for key in ("mu_mean_by_layer", "mu_mean_random_by_layer", "frac_below_minus_half_by_layer",
                 "test_error_by_variant", "params_by_variant", "invariance_by_layer", "recon_ratio_learned",
                 "recon_ratio_random"):
@@ -31,5 +33,4 @@ def test_tiny_crelu_reproduction(tmp_path):
     assert m["recon_ratio_learned"]["conv2_nopool"] < m["recon_ratio_learned"]["conv2_pool"]
     for f in result.figures.values():
         assert (tmp_path / f).stat().st_size > 1000
-    loaded = Result.load(tmp_path)
-    assert loaded.provenance["data_checksum"] and loaded.published["recon_ratio_random"].value == "0.99"
+    assert result.provenance["data_checksum"] and result.published["recon_ratio_random"].value == "0.99"
