@@ -73,3 +73,16 @@ def test_dropout_option() -> None:
     model = create_model("allconv-c", dropout=0.5)
     assert isinstance(model.features.drop1, nn.Dropout) and isinstance(model.features.drop2, nn.Dropout)
     assert not hasattr(create_model("allconv-c").features, "drop1")
+
+
+@pytest.mark.parametrize("variant", list(allconv_variants()))
+def test_initial_signal_keeps_its_scale_through_the_layers(variant):
+    from convscope.analysis.hooks import activations
+
+    torch.manual_seed(0)
+    kwargs = {**allconv_variants()[variant], "width": allconv_variants()[variant]["width"] * 0.25}
+    model = create_model("allconv-c", in_channels=1, num_classes=10, **kwargs)
+    names = [f"features.conv{i}" for i in range(1, 8)]
+    acts = activations(model, torch.randn(32, 1, 28, 28), names)
+    stds = [float(acts[n].std()) for n in names]
+    assert max(stds) / min(stds) < 4, stds  # AVR at ReLU's Kaiming gain grew about 10x over these layers
