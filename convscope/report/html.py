@@ -370,12 +370,24 @@ class _Atlas:
                 return {**m, "kind": "matrix", "rows": [[fmt(v) for v in row] for row in value]}
             img = self.image(f"exp-{slug}/metric-{safe_name(name)}.png", figures.heatmap(arr, name))
             return {**m, "kind": "plot", "src": img, "text": f"{arr.shape[0]} × {arr.shape[1]} values"}
+        if isinstance(value, dict) and value and all(isinstance(v, dict) for v in value.values()):
+            return {**m, "kind": "grid", **_grid(value)}
         if isinstance(value, dict):
             return {**m, "kind": "dict", "items": [(str(k), fmt(v)) for k, v in value.items()]}
         if isinstance(value, (list, tuple)):
             text = json.dumps(value, default=str)
             return {**m, "kind": "text", "text": text if len(text) <= 300 else text[:297] + "…"}
         return {**m, "kind": "text", "text": fmt(value)}
+
+
+def _grid(value: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """A two-level dict (model → layer → figure) as a table: one row per outer key, one column per
+    inner key; `features.conv1`-style columns that share their prefix show only their last part."""
+    columns = list(dict.fromkeys(k for inner in value.values() for k in inner))
+    prefixes = {c.rpartition(".")[0] for c in columns}
+    heads = [c.rpartition(".")[2] for c in columns] if len(prefixes) == 1 and "" not in prefixes else columns
+    rows = [(str(k), [fmt(inner[c]) if c in inner else "—" for c in columns]) for k, inner in value.items()]
+    return {"columns": heads, "rows": rows}
 
 
 def _numeric_array(value: Any) -> np.ndarray | None:

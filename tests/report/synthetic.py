@@ -106,6 +106,8 @@ def make_experiment(out: Path, rng: np.random.Generator | None = None) -> Path:
             "confusion": [[50, 1, 0], [2, 47, 1], [0, 3, 46]],
             "large_matrix": rng.normal(size=(12, 12)).tolist(),
             "timing": {"forward_ms": 1.25, "backward_ms": 2.5},
+            "mu_by_layer": {"relu net": {"features.conv1": -0.61851, "features.conv2": -0.15},
+                            "crelu net": {"features.conv1": -0.55469, "features.conv3": [0.5, 0.25]}},
         },
         published={
             "test_acc": Published(value=0.9904, source="Kuo (2016), Table 2", note="mean over 5 seeds"),

@@ -94,6 +94,10 @@ def test_pages_show_the_run(run_dir: Path) -> None:
                  "&lt;b&gt;tag&lt;/b&gt;", "Response of each filter", "centroids", "forward_ms"):
         assert text in exp, text
     assert "<b>tag</b>" not in exp, "notes are escaped"
+    # a model → layer dict is a table: a column per layer (short names), a row per model, "—" where absent
+    grid = exp[exp.index("<code>mu_by_layer</code>"):].split("</table>")[0]
+    assert "<th>conv1</th><th>conv2</th><th>conv3</th>" in grid and "features.conv1" not in grid
+    assert "<th>crelu net</th><td>-0.5547</td><td>—</td><td>0.5, 0.25</td>" in grid
     assert (atlas / "img" / "exp-recos").is_dir() and len(list((atlas / "img" / "exp-recos").iterdir())) == 3
 
 
