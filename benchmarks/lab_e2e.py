@@ -33,7 +33,8 @@ def run_lab(out: Path) -> dict:
 def main() -> int:
     from convscope.data import load_dataset
 
-    load_dataset("mnist", "train"), load_dataset("mnist", "test")  # make sure the data is cached first
+    for name in ("mnist", "fashion-mnist"):  # make sure the data is cached first (crelu uses Fashion-MNIST)
+        load_dataset(name, "train"), load_dataset(name, "test")
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "lab"
         first = run_lab(out)

@@ -49,7 +49,22 @@ def test_lab_runs_every_experiment_with_its_lab_config():
     from convscope.lab import lab_config, lab_experiments
 
     names = lab_experiments()
-    assert names[0] == "lenet5" and {"lenet5", "parts", "recos", "textbook"} <= set(names)
+    assert names[0] == "lenet5" and {"lenet5", "parts", "recos", "textbook", "crelu"} <= set(names)
     assert set(names) <= set(list_experiments())
     for name in names:
         assert lab_config(name) is not None
+
+
+def test_lab_skips_an_experiment_whose_data_is_missing(tmp_path):
+    from dataclasses import replace
+
+    from convscope.experiments.crelu import CReLUConfig
+
+    crelu = CReLUConfig.lab()
+    crelu = replace(crelu, root=str(tmp_path / "no-cifar-here"), train=replace(crelu.train, data="cifar10"))
+    logs: list[str] = []
+    index = run_lab(tmp_path / "lab", cfg=SMALL, experiments=["crelu"], experiment_configs={"crelu": crelu},
+                    progress=False, log=logs.append)
+    assert index.exists()
+    assert logs[-1].startswith("skipped experiment crelu: ") and "cifar" in logs[-1].lower()
+    assert not (tmp_path / "lab" / "experiments" / "crelu" / "result.json").exists()
