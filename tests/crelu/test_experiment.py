@@ -34,3 +34,24 @@ def test_tiny_crelu_reproduction(tmp_path):
     for f in result.figures.values():
         assert (tmp_path / f).stat().st_size > 1000
     assert result.provenance["data_checksum"] and result.published["recon_ratio_random"].value == "0.99"
+
+
+def test_crelu_on_the_users_cifar10_files(tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    from convscope.experiments import run_experiment
+    from convscope.experiments.crelu import CReLUConfig
+    from tests.data.fakes import pin_tiny, write_cifar
+
+    _, arrays, _ = write_cifar(tmp_path / "data", "cifar10", {"train": 120, "test": 40}, as_tar=False)
+    pin_tiny(monkeypatch, "cifar10", arrays)
+    base = CReLUConfig()
+    cfg = CReLUConfig(seeds=[0], variants=["crelu"], width=0.05, root=str(tmp_path / "data"),
+                      train=replace(base.train, data="cifar10", epochs=1, batch_size=40, train_subset=None,
+                                    device="cpu"),
+                      lenet_train=replace(base.lenet_train, epochs=1, train_subset=200, test_subset=50, device="cpu"),
+                      invariance_images=20, recon_images=2)
+    result = run_experiment("crelu", tmp_path / "out", cfg, progress=False)
+    assert result.metrics["dataset"] == "cifar10"
+    assert result.provenance["data"]["train_size"] == 120
+    assert set(result.metrics["recon_ratio_learned"]) == {"conv2_pool", "conv2_nopool", "conv5_pool", "conv5_nopool"}
