@@ -272,7 +272,8 @@ def reproduce(
 
     Example: `convscope reproduce lenet5 --set seeds=0 --set train.epochs=1`
 
-    Example: `convscope reproduce crelu --width 1 --set train.data=cifar10 --set root=~/data/cifar-10-batches-py`
+    Example: `convscope reproduce crelu --width 1 --set train.data=cifar10 --set root=~/data`
+    (a folder holding cifar-10-batches-py/ or cifar-10-python.tar.gz)
     """
     from convscope.config import resolve
     from convscope.experiments import get_experiment, list_experiments, run_experiment
