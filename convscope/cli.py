@@ -286,8 +286,6 @@ def reproduce(
     if width is not None:
         if "width" not in {f.name for f in dataclasses.fields(exp.config)}:
             raise UserError(f"Experiment {name} has no width setting: --width applies to crelu; leave it out.")
-        if not width > 0:
-            raise UserError(f"--width must be a positive multiplier of the paper's filter counts, not {width}.")
         set_ = [*(set_ or []), f"width={width}"]
     cfg = resolve(exp.config, config, set_)
     out = out or Path("runs") / "reproduce" / name

@@ -99,8 +99,7 @@ def from_dict(cls: type[C], data: dict[str, Any]) -> C:
     for key, value in data.items():
         if key not in fields:
             raise UserError(f"Unknown config key {key!r}: valid keys are {', '.join(sorted(fields))}.")
-        default = _default(fields[key])
-        if isinstance(value, dict) and dataclasses.is_dataclass(default):
+        if isinstance(value, dict) and dataclasses.is_dataclass(default := _default(fields[key])):
             value = {**to_dict(default), **value}
         kwargs[key] = _coerce(key, value, hints[key])
     return cls(**kwargs)

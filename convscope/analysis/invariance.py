@@ -98,6 +98,7 @@ def invariance_scores(model: nn.Module, x: torch.Tensor, layers: list[str],
     chunks = list(torch.split(x, batch_size))
     original = _responses(model, chunks, layers)
     fires: dict[str, torch.Tensor] = {}
+    fired: dict[str, torch.Tensor] = {}  # (C,) firings per filter over all stimuli and positions
     thresholds: dict[str, torch.Tensor] = {}
     for name in layers:
         a = original.pop(name)  # (N, C, h, w); freed once its firing map is known
@@ -106,10 +107,10 @@ def invariance_scores(model: nn.Module, x: torch.Tensor, layers: list[str],
         k = per_filter.shape[1] - max(1, int(rate * per_filter.shape[1]))
         thresholds[name] = per_filter.kthvalue(max(k, 1), dim=1).values  # (C,)
         fires[name] = a > thresholds[name].view(1, -1, 1, 1)
+        fired[name] = fires[name].sum(dim=(0, 2, 3))
     out: dict[str, dict[str, Invariance]] = {name: {} for name in layers}
     for family, fns in transforms.items():
-        hits = {name: torch.zeros(fires[name].shape[1], dtype=torch.float64, device=fires[name].device)
-                for name in layers}
+        hits = {name: torch.zeros_like(fired[name]) for name in layers}
         start = 0
         for chunk in chunks:
             stop = start + len(chunk)
@@ -118,13 +119,11 @@ def invariance_scores(model: nn.Module, x: torch.Tensor, layers: list[str],
                 for name in layers:
                     t = thresholds[name].view(1, -1, 1, 1)
                     still = (moved[name] > t) & fires[name][start:stop]  # still firing, same place
-                    hits[name] += still.sum(dim=(0, 2, 3)).double()
+                    hits[name] += still.sum(dim=(0, 2, 3))
             start = stop
         for name in layers:
-            f = fires[name]
-            g = f.double().mean(dim=(0, 2, 3))  # (C,)
-            count = f.double().sum(dim=(0, 2, 3)) * len(fns)
-            local = hits[name] / count  # NaN where a filter never fires
+            g = fired[name].double() / fires[name][:, 0].numel()  # (C,) global firing rate
+            local = hits[name].double() / (fired[name].double() * len(fns))  # NaN where a filter never fires
             ratio = (local / g).cpu().numpy()
             ratio = ratio[np.isfinite(ratio)]
             if top_fraction is not None and len(ratio):

@@ -29,6 +29,7 @@ from convscope.analysis.invariance import invariance_scores
 from convscope.analysis.pairing import pairing_by_layer
 from convscope.analysis.reconstruction import reconstruct, relative_error
 from convscope.config import TrainConfig, to_dict
+from convscope.errors import UserError
 from convscope.experiments import register_experiment
 from convscope.experiments.result import Published, Result, versions
 from convscope.io import atomic_write_bytes
@@ -62,6 +63,10 @@ class CReLUConfig:
     lenet_train: TrainConfig = field(default_factory=lambda: TrainConfig(model="lenet5", data="mnist", epochs=2))
     invariance_images: int = 500
     recon_images: int = 8
+
+    def __post_init__(self) -> None:
+        if not self.width > 0:
+            raise UserError(f"width must be a positive multiplier of the paper's filter counts, not {self.width}.")
 
     @classmethod
     def lab(cls) -> CReLUConfig:
