@@ -20,14 +20,14 @@ from typing import Any
 from convscope.config import TrainConfig
 from convscope.errors import DataError
 from convscope.experiments import get_experiment, list_experiments, run_experiment
+from convscope.io import write_json
 from convscope.report import render_atlas
 from convscope.train.run import train_run
 
 
 def lab_experiments() -> list[str]:
-    """The experiments whose config defines a lab-sized version (`lab()`), LeNet-5 first."""
-    names = [n for n in list_experiments() if hasattr(get_experiment(n).config, "lab")]
-    return sorted(names, key=lambda n: (n != "lenet5", n))
+    """The experiments whose config defines a lab-sized version (`lab()`), in name order."""
+    return [n for n in list_experiments() if hasattr(get_experiment(n).config, "lab")]
 
 
 def lab_config(name: str) -> Any:
@@ -57,7 +57,7 @@ def run_lab(out_dir: str | Path = "runs/lab", *, retrain: bool = False, cfg: Tra
     log(f"{'trained' if outcome.trained else 'reused'} {cfg.model} on {cfg.data}: test accuracy {acc:.4f}")
     for name in experiments if experiments is not None else lab_experiments():
         exp_dir = out_dir / "experiments" / name
-        if retrain or not (exp_dir / "result.json").exists():
+        if retrain or not (exp_dir / "result.json").exists():  # a skipped one is tried again
             log(f"running experiment {name}")
             exp_cfg = (experiment_configs or {}).get(name) or lab_config(name)
             if isinstance(getattr(exp_cfg, "train", None), TrainConfig):
@@ -66,7 +66,10 @@ def run_lab(out_dir: str | Path = "runs/lab", *, retrain: bool = False, cfg: Tra
                 result = run_experiment(name, exp_dir, exp_cfg, progress=progress)
             except DataError as e:  # e.g. Fashion-MNIST offline without Debian's package: the rest still runs
                 log(f"skipped experiment {name}: {e}")
+                # The atlas shows the skip, why, and the command that adds the experiment once the data is there.
+                write_json(exp_dir / "skipped.json", {"reason": str(e), "command": f"convscope lab --out {out_dir}"})
                 continue
+            (exp_dir / "skipped.json").unlink(missing_ok=True)
             if name not in (experiment_configs or {}) and exp_cfg != get_experiment(name).config():
                 result.notes.append(f"Lab-sized run (convscope lab): a quicker version of the protocol; "
                                     f"`convscope reproduce {name}` runs the full one.")

@@ -45,14 +45,16 @@ def test_lab_trains_renders_and_reuses(tmp_path):
 
 
 def test_lab_runs_every_experiment_with_its_lab_config():
-    from convscope.experiments import list_experiments
+    from convscope.experiments import get_experiment, list_experiments
     from convscope.lab import lab_config, lab_experiments
 
     names = lab_experiments()
-    assert names[0] == "lenet5" and {"lenet5", "parts", "recos", "textbook", "crelu"} <= set(names)
+    assert names == sorted(names) and {"lenet5", "parts", "recos", "textbook", "crelu"} <= set(names)
     assert set(names) <= set(list_experiments())
     for name in names:
-        assert lab_config(name) is not None
+        exp = get_experiment(name)
+        # Each lab config is its experiment's own config type, and smaller than the full protocol.
+        assert type(lab_config(name)) is exp.config and lab_config(name) != exp.config(), name
 
 
 def test_lab_skips_an_experiment_whose_data_is_missing(tmp_path):
@@ -68,3 +70,7 @@ def test_lab_skips_an_experiment_whose_data_is_missing(tmp_path):
     assert index.exists()
     assert logs[-1].startswith("skipped experiment crelu: ") and "cifar" in logs[-1].lower()
     assert not (tmp_path / "lab" / "experiments" / "crelu" / "result.json").exists()
+    # The atlas still shows the experiment: why it was skipped and the command that adds it.
+    page = (tmp_path / "lab" / "atlas" / "exp-crelu.html").read_text()
+    assert "not run" in page and "cifar" in page.lower() and "convscope lab --out" in page
+    assert "exp-crelu.html" in index.read_text()

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from convscope.analysis.hooks import activations
+from convscope.hooks import activations
 
 Transform = Callable[[torch.Tensor], torch.Tensor]
 

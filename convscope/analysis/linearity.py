@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from convscope.analysis.hooks import eval_mode
+from convscope.hooks import eval_mode
 
 
 @torch.no_grad()

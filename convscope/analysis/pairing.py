@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from convscope.analysis.hooks import conv_layers, conv_weight, get_layer
+from convscope.hooks import conv_layers, conv_weight, get_layer
 
 
 @dataclass

@@ -42,8 +42,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from convscope.analysis.hooks import conv_layers, eval_mode, get_layer
 from convscope.errors import UserError
+from convscope.hooks import conv_layers, eval_mode, get_layer
 
 
 class PolaritySwappedConv(nn.Module):

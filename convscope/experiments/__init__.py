@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from convscope.errors import unknown_name
-from convscope.experiments.result import Published, Result
+from convscope.result import Published, Result
 
 
 @dataclass(frozen=True)

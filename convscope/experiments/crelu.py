@@ -24,17 +24,17 @@ import numpy as np
 import torch
 from torch import nn
 
-from convscope.analysis.hooks import activations, get_layer
 from convscope.analysis.invariance import invariance_scores
 from convscope.analysis.pairing import pairing_by_layer
 from convscope.analysis.reconstruction import reconstruct, relative_error
 from convscope.config import TrainConfig, to_dict
 from convscope.errors import UserError
 from convscope.experiments import register_experiment
-from convscope.experiments.result import Published, Result, versions
+from convscope.hooks import activations, get_layer
 from convscope.io import atomic_write_bytes
 from convscope.models.allconv import PUBLISHED_PARAMS, allconv_variants
 from convscope.report import figures_crelu as fig
+from convscope.result import Published, Result, versions
 from convscope.train.loop import fit, resolve_device
 from convscope.train.run import build_model, load_data
 

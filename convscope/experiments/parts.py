@@ -29,19 +29,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from convscope.analysis.hooks import conv_layers
 from convscope.analysis.kernels import correlate, filter_bank, planted_conv, sobel_x, sobel_y, stack_kernels
 from convscope.analysis.linearity import affine_map, max_affine_error
 from convscope.analysis.pooling import POOLS, edge_survival, pooled_examples
 from convscope.config import TrainConfig, to_dict
 from convscope.data.images import sample_image
 from convscope.experiments import register_experiment
-from convscope.experiments.result import Published, Result, versions
 from convscope.explain.featurevis import channel, jitter, l2, neuron, own_channel_activation, visualize_channels
+from convscope.hooks import conv_layers
 from convscope.io import atomic_write_bytes
 from convscope.models import create_model, list_models
 from convscope.models.summary import summarize
 from convscope.report import figures_parts as figs
+from convscope.result import Published, Result, versions
 from convscope.train.loop import evaluate, fit, resolve_device
 from convscope.train.run import build_model, load_data
 

@@ -35,7 +35,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from convscope.analysis.clustering import layer_clustering, representation_layers
-from convscope.analysis.hooks import activations
 from convscope.analysis.linearity import affine_map, max_affine_error
 from convscope.analysis.polarity import (
     exact_polarity_swap,
@@ -48,9 +47,10 @@ from convscope.analysis.polarity import (
 from convscope.config import TrainConfig, to_dict
 from convscope.data.transforms import background_indices, background_params, backgrounds, composite, invert
 from convscope.experiments import register_experiment
-from convscope.experiments.result import Published, Result, versions
+from convscope.hooks import activations
 from convscope.io import atomic_write_bytes
 from convscope.report import figures_recos as figs
+from convscope.result import Published, Result, versions
 from convscope.train.loop import evaluate, fit, resolve_device
 from convscope.train.run import build_model, load_data
 

@@ -22,7 +22,6 @@ import torch.nn.functional as F
 
 from convscope.data import load_dataset
 from convscope.experiments import register_experiment
-from convscope.experiments.result import Published, Result, versions
 from convscope.io import atomic_write_bytes
 from convscope.models import create_model
 from convscope.report.figures_textbook import (
@@ -31,6 +30,7 @@ from convscope.report.figures_textbook import (
     filters_side_by_side,
     numpy_vs_torch_curves,
 )
+from convscope.result import Published, Result, versions
 from convscope.textbook import (
     AvgPool2d,
     MaxPool2d,

@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from convscope.analysis.hooks import activations, eval_mode, model_device, record
+from convscope.hooks import activations, eval_mode, model_device, record
 
 Tensor = torch.Tensor
 ObjectiveFn = Callable[[Mapping[str, Tensor], Tensor], Tensor]  # (layer outputs, image) -> scalar

@@ -27,11 +27,12 @@ from typing import Any
 import numpy as np
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
-from convscope import __version__
+from convscope._version import __version__
 from convscope.errors import UserError
 from convscope.io import atomic_write_bytes, atomic_write_text, read_json, write_json
 from convscope.report import figures
-from convscope.report.load import Experiment, RunFiles, open_run, safe_name, unique
+from convscope.report.load import RunFiles, SavedExperiment, attached_file, open_run, safe_name, unique
+from convscope.report.pages import page_for
 
 MAX_IMAGES = 6  # test images shown per layer page
 _WEB_IMAGE = {".png", ".jpg", ".jpeg", ".gif", ".svg", ".webp"}
@@ -112,8 +113,8 @@ class Link:
 class _Atlas:
     """Writes the pages and images of one atlas into `out`."""
 
-    def __init__(self, rf: RunFiles, out: Path):
-        self.rf, self.out = rf, out
+    def __init__(self, run_files: RunFiles, out: Path):
+        self.run_files, self.out = run_files, out
         self.written: set[str] = set()  # paths relative to `out`, for the manifest
         self.env = Environment(
             loader=PackageLoader("convscope.report", "templates"),
@@ -123,12 +124,13 @@ class _Atlas:
             lstrip_blocks=True,
         )
         self.env.filters.update(fmt=fmt, pct=pct, duration=duration, shape=shape)
-        self.layer_links = [Link(f"layer-{s}.html", short, n) for n, s, short in _layer_names(rf.conv_layers)]
-        self.exp_links = [Link(f"exp-{e.slug}.html", e.slug, e.result.title) for e in rf.experiments]
-        self.has_model = bool(rf.summary or rf.metrics)
-        run = rf.run or {}
-        self.model = run.get("model") or (rf.summary or {}).get("model")
-        self.title = " on ".join(str(v) for v in (self.model, run.get("dataset")) if v) or rf.root.resolve().name
+        self.layer_links = [Link(f"layer-{s}.html", short, n) for n, s, short in _layer_names(run_files.conv_layers)]
+        self.exp_links = [Link(f"exp-{e.slug}.html", e.slug, e.result.title if e.result else f"{e.slug} (skipped)")
+                          for e in run_files.experiments]
+        self.has_model = bool(run_files.summary or run_files.metrics)
+        run = run_files.run or {}
+        self.model = run.get("model") or (run_files.summary or {}).get("model")
+        self.title = " on ".join(str(v) for v in (self.model, run.get("dataset")) if v) or run_files.root.resolve().name
 
     def image(self, name: str, data: bytes) -> str:
         atomic_write_bytes(self.out / "img" / name, data)
@@ -167,9 +169,9 @@ class _Atlas:
     # ------------------------------------------------------------ pages
 
     def index(self) -> Path:
-        rf, run = self.rf, self.rf.run or {}
-        final, prov, summary = run.get("final") or {}, run.get("provenance") or {}, rf.summary or {}
-        last = rf.metrics[-1] if rf.metrics else {}
+        run_files, run = self.run_files, self.run_files.run or {}
+        final, prov, summary = run.get("final") or {}, run.get("provenance") or {}, run_files.summary or {}
+        last = run_files.metrics[-1] if run_files.metrics else {}
         glance = [
             ("Model", fmt(self.model) if self.model else None),
             ("Dataset", run.get("dataset")),
@@ -180,15 +182,15 @@ class _Atlas:
             ("Trainable", _some(summary.get("trainable_params"), f=fmt)),
             ("Connections", _some(summary.get("total_connections"), f=fmt)),
             ("Depth", _some(summary.get("depth"), f=fmt)),
-            ("Epochs", fmt(len(rf.metrics)) if rf.metrics else None),
-            ("Wall time", _some(prov.get("wall_seconds"), _sum_seconds(rf.metrics), f=duration)),
+            ("Epochs", fmt(len(run_files.metrics)) if run_files.metrics else None),
+            ("Wall time", _some(prov.get("wall_seconds"), _sum_seconds(run_files.metrics), f=duration)),
         ]
         holds = [
-            ("run.json", rf.run is not None, "what the run is: model, dataset, final numbers, provenance"),
-            ("metrics.jsonl", bool(rf.metrics), "per-epoch training metrics, for the training curves"),
-            ("summary.json", rf.summary is not None, "the model's layer table"),
-            ("layers.npz", bool(rf.conv_layers), "filters and activation maps of each conv layer"),
-            ("experiments/", bool(rf.experiments), "experiment results compared with published figures"),
+            ("run.json", run_files.run is not None, "what the run is: model, dataset, final numbers, provenance"),
+            ("metrics.jsonl", bool(run_files.metrics), "per-epoch training metrics, for the training curves"),
+            ("summary.json", run_files.summary is not None, "the model's layer table"),
+            ("layers.npz", bool(run_files.conv_layers), "filters and activation maps of each conv layer"),
+            ("experiments/", bool(run_files.experiments), "experiment results compared with published figures"),
         ]
         return self.page(
             "index.html",
@@ -198,27 +200,29 @@ class _Atlas:
             run=run,
             provenance=prov,
             holds=holds,
-            problems=rf.problems,
-            root=rf.root.resolve().name,
+            problems=run_files.problems,
+            root=run_files.root.resolve().name,
             layers=[(link, self._layer_shape(link.title)) for link in self.layer_links],
-            experiments=rf.experiments,
+            experiments=run_files.experiments,
         )
 
     def model_page(self) -> Path:
-        rf = self.rf
-        curves = self.image("training-curves.png", figures.training_curves(rf.metrics)) if rf.metrics else None
+        run_files = self.run_files
+        curves = None
+        if run_files.metrics:
+            curves = self.image("training-curves.png", figures.training_curves(run_files.metrics))
         layer_href = {link.title: link.href for link in self.layer_links}
         columns = [k for k in ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "seconds")
-                   if any(k in r for r in rf.metrics)]
+                   if any(k in r for r in run_files.metrics)]
         return self.page(
             "model.html",
             "model.html",
             "Model",
             model_name=self.model,
-            summary=rf.summary,
+            summary=run_files.summary,
             layer_href=layer_href,
             curves=curves,
-            metrics=rf.metrics,
+            metrics=run_files.metrics,
             columns=columns,
         )
 
@@ -244,7 +248,7 @@ class _Atlas:
                 src = self.image(f"layer-{slug}-act-{i}.png", figures.activation_maps(act[i]))
                 acts.append({**inp, "maps": src})
         act_shape = list(act.shape[1:]) if act is not None else None
-        row = next((r for r in (self.rf.summary or {}).get("rows", []) if r.get("name") == name), None)
+        row = next((r for r in (self.run_files.summary or {}).get("rows", []) if r.get("name") == name), None)
         return self.page(
             link.href,
             "layer.html",
@@ -261,7 +265,7 @@ class _Atlas:
             n_rows=n_rows,
             shown_maps=figures.maps_shown(*act_shape) if act_shape else 0,
             acts=acts,
-            has_act=f"{name}.act" in self.rf.layers.files,
+            has_act=f"{name}.act" in self.run_files.layers.files,
             has_images=bool(inputs),
             problems=problems,
             prev=self.layer_links[index - 1] if index > 0 else None,
@@ -271,7 +275,7 @@ class _Atlas:
 
     def _array(self, key: str, ndim: int, shape: str, problems: list[str]) -> np.ndarray | None:
         """layers.npz[key] as float32 when present and `ndim`-D; a problem noted when unreadable."""
-        z = self.rf.layers
+        z = self.run_files.layers
         if key not in z.files:
             return None
         try:
@@ -284,48 +288,56 @@ class _Atlas:
             return None
         return a
 
-    def experiment_page(self, exp: Experiment) -> Path:
+    def experiment_page(self, exp: SavedExperiment) -> Path:
+        """What was found (summary, headline table), the figures, the notes, then every metric, folded."""
         r = exp.result
-        metrics = [self._metric(exp.slug, k, v) for k, v in r.metrics.items()]
-        for k, pub in r.published.items():  # published figures nothing measured: still shown
-            if k not in r.metrics:
-                metrics.append({"name": k, "kind": "absent", "published": pub})
-        for m in metrics:
-            m.setdefault("published", r.published.get(m["name"]))
+        href = f"exp-{exp.slug}.html"
+        if r is None:  # the lab skipped it: say why and how to add it
+            return self.page(href, "skipped.html", exp.slug, exp=exp)
+        page = page_for(r.name)
         figs = []
-        for i, (caption, rel) in enumerate(r.figures.items()):
-            src = exp.dir / str(rel)
-            if not src.is_file():
+        for i, fig in enumerate(page.figures(r)):
+            figs.append({"caption": fig.caption, "src": self.image(f"exp-{exp.slug}/{i}.png", fig.png),
+                         "is_image": True, "small": _small_png(fig.png)})
+        for i, (caption, rel) in enumerate(r.figures.items()):  # files a user's own experiment saved
+            try:
+                data = attached_file(self.run_files.root, exp, rel)
+            except FileNotFoundError:
                 figs.append({"caption": caption, "missing": rel})
                 continue
-            data = src.read_bytes()
-            href = self.image(f"exp-{exp.slug}/{i}-{safe_name(src.name)}", data)
-            small = data[:8] == b"\x89PNG\r\n\x1a\n" and int.from_bytes(data[16:20], "big") < 160
-            figs.append({"caption": caption, "src": href, "is_image": src.suffix.lower() in _WEB_IMAGE,
-                         "small": small})
+            suffix = Path(str(rel)).suffix.lower()
+            href_img = self.image(f"exp-{exp.slug}/file-{i}-{safe_name(Path(str(rel)).name)}", data)
+            figs.append({"caption": caption, "src": href_img, "is_image": suffix in _WEB_IMAGE and suffix != ".svg",
+                         "small": _small_png(data)})
+        metrics = [self._metric(exp.slug, k, v) for k, v in r.metrics.items()]
+        for m in metrics:
+            m["published"] = r.published.get(m["name"])
+            m["seeds"] = r.by_seed.get(m["name"])
         arrays = [(k, list(v.shape), str(v.dtype)) for k, v in r.arrays.items()]
         return self.page(
-            f"exp-{exp.slug}.html",
+            href,
             "experiment.html",
             r.title,
             exp=exp,
             result=r,
+            summary=page.summary(r),
+            headline=page.headline(r),
             metrics=metrics,
             figures=figs,
             arrays=arrays,
-            where=str(exp.dir.relative_to(self.rf.root)) if exp.dir != self.rf.root else ".",
+            where=str(exp.dir.relative_to(self.run_files.root)) if exp.dir != self.run_files.root else ".",
         )
 
     # ------------------------------------------------------------ helpers
 
     def inputs(self) -> list[dict]:
         """The test images of layers.npz as small PNGs, with labels and predictions."""
-        z = self.rf.layers
+        z = self.run_files.layers
         if z is None or "images" not in z.files:
             return []
         images = np.asarray(z["images"])
         if images.ndim != 4:
-            self.rf.problems.append(f"layers.npz images have shape {list(images.shape)}, not (n, C, H, W).")
+            self.run_files.problems.append(f"layers.npz images have shape {list(images.shape)}, not (n, C, H, W).")
             return []
         labels = z["labels"] if "labels" in z.files else None
         preds = z["preds"] if "preds" in z.files else None
@@ -345,13 +357,13 @@ class _Atlas:
 
     def _class(self, k: Any) -> str:
         k = int(k)
-        classes = self.rf.classes
+        classes = self.run_files.classes
         return classes[k] if classes and 0 <= k < len(classes) else str(k)
 
     def _layer_shape(self, name: str) -> list[int]:
         """The weight shape of a conv layer, [] when unreadable (its page says why)."""
         try:
-            return list(self.rf.layers[f"{name}.weight"].shape)
+            return list(self.run_files.layers[f"{name}.weight"].shape)
         except (OSError, ValueError, zipfile.BadZipFile):
             return []
 
@@ -378,6 +390,11 @@ class _Atlas:
             text = json.dumps(value, default=str)
             return {**m, "kind": "text", "text": text if len(text) <= 300 else text[:297] + "…"}
         return {**m, "kind": "text", "text": fmt(value)}
+
+
+def _small_png(data: bytes) -> bool:
+    """A PNG narrower than 160 px, drawn enlarged with crisp pixels."""
+    return data[:8] == b"\x89PNG\r\n\x1a\n" and int.from_bytes(data[16:20], "big") < 160
 
 
 def _grid(value: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -446,11 +463,11 @@ def render_atlas(run_dir: str | Path, out_dir: str | Path | None = None) -> Path
     root = Path(run_dir)
     if not root.is_dir():
         raise UserError(f"Run directory {root} does not exist; pass the folder a convscope run wrote.")
-    with open_run(root) as rf:
-        if rf.empty:
-            unreadable = f" ({' '.join(rf.problems)})" if rf.problems else ""
+    with open_run(root) as run_files:
+        if run_files.empty:
+            unreadable = f" ({' '.join(run_files.problems)})" if run_files.problems else ""
             raise UserError(f"Nothing to render in {root}: expected {_EXPECTED} there{unreadable}.")
-        atlas = _Atlas(rf, Path(out_dir) if out_dir is not None else root / "atlas")
+        atlas = _Atlas(run_files, Path(out_dir) if out_dir is not None else root / "atlas")
         css = resources.files("convscope.report").joinpath("templates/atlas.css").read_text(encoding="utf-8")
         atomic_write_text(atlas.out / "atlas.css", css)
         atlas.written.add("atlas.css")
@@ -459,7 +476,7 @@ def render_atlas(run_dir: str | Path, out_dir: str | Path | None = None) -> Path
         inputs = atlas.inputs()
         for i, link in enumerate(atlas.layer_links):
             atlas.layer_page(i, link, inputs)
-        for exp in rf.experiments:
+        for exp in run_files.experiments:
             atlas.experiment_page(exp)
         index = atlas.index()  # last, so it lists every problem met while rendering
         atlas.finish()

@@ -19,14 +19,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from convscope.analysis.hooks import activations, conv_layers, conv_weight
 from convscope.config import TrainConfig, from_dict, to_dict
 from convscope.data import load_dataset
 from convscope.errors import RunDirError
-from convscope.experiments.result import versions
+from convscope.hooks import activations, conv_layers, conv_weight
 from convscope.io import read_json, read_jsonl, save_npz, write_json
 from convscope.models import create_model
 from convscope.models.summary import summarize
+from convscope.result import versions
 from convscope.train.checkpoint import has_checkpoint, load_checkpoint, restore
 from convscope.train.loop import FitResult, fit, resolve_device
 

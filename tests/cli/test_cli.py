@@ -127,7 +127,7 @@ def test_checksum_mismatch_is_a_user_error(tmp_path, monkeypatch):
 
 def test_result_table_prints_lists_of_names(capsys):
     from convscope.cli import _print_result
-    from convscope.experiments.result import Published, Result
+    from convscope.result import Published, Result
 
     result = Result("x", "X", {"layers": ["input", "features.conv1"], "acc": 0.5},
                     {"acc": Published(0.9, "[a paper]")})

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 from matplotlib.image import imsave
 
-from convscope.experiments.result import Published, Result
 from convscope.io import append_jsonl, atomic_write_bytes, save_npz, write_json
+from convscope.result import Published, Result
 
 PARTS = ("run", "metrics", "summary", "layers", "experiment")
 CONV_LAYERS = ("features.conv1", "features.conv2")

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from convscope.experiments import get_experiment, run_experiment
-from convscope.experiments.result import Result
 from convscope.report import figures_textbook
+from convscope.result import Result
 from convscope.textbook import blas_threads, conv1d, conv_speed_vs_torch, mode_padding
 from convscope.textbook.speed import _openblas
 

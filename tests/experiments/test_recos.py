@@ -9,7 +9,7 @@ import pytest
 from convscope.config import TrainConfig, resolve
 from convscope.experiments import get_experiment, run_experiment
 from convscope.experiments.recos import RecosConfig
-from convscope.experiments.result import Result
+from convscope.result import Result
 
 TRAINED = ["acc_original", "acc_inverted", "acc_negated_original", "acc_negated_inverted",
            "both_polarity_acc_original", "both_polarity_acc_inverted", "crelu_first_acc_original",

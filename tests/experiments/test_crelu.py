@@ -4,7 +4,7 @@ import pytest
 from typer.testing import CliRunner
 
 from convscope.cli import app
-from convscope.experiments.result import Result
+from convscope.result import Result
 
 TINY = {"epochs": 1, "batch_size": 50, "train_subset": 300, "test_subset": 100, "device": "cpu"}
 

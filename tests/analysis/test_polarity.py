@@ -20,7 +20,7 @@ from convscope.analysis.polarity import (
 from convscope.data.transforms import invert
 from convscope.errors import UserError
 from convscope.models import create_model
-from tests.recos.conftest import assert_untouched, snapshot
+from tests.untouched import assert_untouched, snapshot
 
 
 @torch.no_grad()

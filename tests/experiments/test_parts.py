@@ -9,8 +9,8 @@ import torch
 from convscope.config import TrainConfig
 from convscope.experiments import get_experiment
 from convscope.experiments.parts import GaussianNoise, PartsConfig, depth_by_model, steps_to_loss
-from convscope.experiments.result import Result
 from convscope.models import list_models
+from convscope.result import Result
 
 TINY = PartsConfig(
     train=TrainConfig(epochs=1, batch_size=50, train_subset=300, test_subset=100, device="cpu"),

@@ -77,7 +77,7 @@ def test_dropout_option() -> None:
 
 @pytest.mark.parametrize("variant", list(allconv_variants()))
 def test_initial_signal_keeps_its_scale_through_the_layers(variant):
-    from convscope.analysis.hooks import activations
+    from convscope.hooks import activations
 
     torch.manual_seed(0)
     kwargs = {**allconv_variants()[variant], "width": allconv_variants()[variant]["width"] * 0.25}

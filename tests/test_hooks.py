@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from convscope.analysis.hooks import activations, record
+from convscope.hooks import activations, record
 
 
 def _net():

@@ -12,9 +12,9 @@ from convscope.analysis.clustering import (
     representation_layers,
     scatter_ratio,
 )
-from convscope.analysis.hooks import activations
+from convscope.hooks import activations
 from convscope.models import create_model
-from tests.recos.conftest import assert_untouched, snapshot
+from tests.untouched import assert_untouched, snapshot
 
 
 def blobs(spread: float, n: int = 300, classes: int = 3, dim: int = 8, seed: int = 0):
@@ -65,12 +65,12 @@ def test_knn_against_a_brute_force_vote():
 def test_layer_clustering_of_lenet_keeps_the_order_and_leaves_the_model_untouched():
     torch.manual_seed(0)
     model = create_model("lenet5")
+    x, y = torch.rand(40, 1, 28, 28), torch.arange(40) % 4
     before = snapshot(model)
     names = representation_layers(model)
     assert names == ["features.conv1", "features.relu1", "features.pool1", "features.conv2", "features.relu2",
                      "features.pool2", "classifier.fc1", "classifier.relu3", "classifier.fc2", "classifier.relu4",
                      "classifier.fc3"]  # no flatten: it only reshapes pool2
-    x, y = torch.rand(40, 1, 28, 28), torch.arange(40) % 4
     result = layer_clustering({"input": x, **activations(model, x, names)}, y, k=3)
     assert result.layers == ["input", *names]
     assert len(result.knn_acc) == len(result.scatter_ratio) == 12
