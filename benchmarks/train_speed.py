@@ -8,7 +8,7 @@ keeps the data as tensors, slices batches from a permutation, and runs a fixed b
 batch 256, a one-cycle learning rate peaking at 0.02 and label smoothing 0.1 (the default recipe,
 one epoch shorter); its time is that budget, and it counts as
 reaching the target when the mean test accuracy over the seeds is at least 99.0 % (the measure of
-REFERENCE.md §8). Goal (issue 2): at most 15 s, and at least 4× faster than the reference.
+docs/REFERENCE.md §8). Goal (issue 2): at most 15 s, and at least 4× faster than the reference.
 
 Usage: python benchmarks/train_speed.py [SEEDS...]   (default 0 1 2). Prints one JSON object.
 """

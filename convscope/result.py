@@ -7,7 +7,7 @@
      "provenance": {"config", "seeds", "versions", "data_checksum", "data", "wall_seconds", ...},
      "arrays": [names stored in result.npz], "notes": [...], "figures": {caption: relative path}}
 
-and `DIR/result.npz` with the arrays. An experiment computes; it never draws (DESIGN.md): everything a
+and `DIR/result.npz` with the arrays. An experiment computes; it never draws (docs/DESIGN.md): everything a
 figure needs is in `metrics`, `by_seed` and `arrays`, and the report layer draws the figures when the
 atlas is rendered, so `convscope report DIR` redraws them without the model. `figures` is only for
 files a user's own code saved beside its result; the report copies one only when it lies inside DIR.

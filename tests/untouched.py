@@ -1,4 +1,4 @@
-"""The "model left exactly as found" check, written once (DESIGN.md contract) and used by every test of an
+"""The "model left exactly as found" check, written once (docs/DESIGN.md contract) and used by every test of an
 instrument that takes a user's model.
 
 `snapshot(model)` records everything an instrument must not change: parameters and buffers (bit for bit),

@@ -1,7 +1,7 @@
 """Layer-by-layer clustering: how well each layer's representation separates the classes.
 
 Kuo's RECOS reading of a CNN (Kuo, "Understanding convolutional neural networks with a mathematical
-model", JVCIR 41, 2016, arXiv 1609.04112; REFERENCE.md §3) splits it into a feature-extraction part
+model", JVCIR 41, 2016, arXiv 1609.04112; docs/REFERENCE.md §3) splits it into a feature-extraction part
 (the conv/pool layers, `model.features`) that clusters inputs step by step and a decision part (the
 fully connected layers, `model.classifier`) that maps the clusters to labels. Two numbers per layer
 measure that clustering on held-out images:

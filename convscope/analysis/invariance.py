@@ -6,7 +6,7 @@ original stimulus, the *local firing rate* L is the fraction of transformed vers
 on which it still fires at the same spatial location. The invariance score is L / G: how much more
 likely the unit is to fire on a transformed input given it fired on the original, than on any input.
 A layer's score averages its filters (Goodfellow et al. average the top 20 %: `top_fraction=0.2`).
-Transformations of REFERENCE.md §4: horizontal flip, rotation by 15°, translation by ±3 px.
+Transformations of docs/REFERENCE.md §4: horizontal flip, rotation by 15°, translation by ±3 px.
 
 Example:
     >>> scores = invariance_scores(model, x, ["features.conv1", "features.conv2"])

@@ -1,7 +1,7 @@
 """Hand-made convolution kernels (Sobel, Gaussian, Laplacian) and planting them into `nn.Conv2d`.
 
 The textbook convolution chapter (Qiu Xipeng, *Neural Networks and Deep Learning*, ch. 5, §5.1;
-REFERENCE.md §1) introduces convolution with fixed filters before learned ones: a Gaussian smooths,
+docs/REFERENCE.md §1) introduces convolution with fixed filters before learned ones: a Gaussian smooths,
 a Sobel kernel (Sobel & Feldman, 1968) responds to edges of one orientation, a Laplacian to blobs
 and fine detail (Marr & Hildreth, 1980). A deep-learning "convolution" is a cross-correlation (no
 kernel flip), so the kernels here are written the way `torch.nn.Conv2d` and

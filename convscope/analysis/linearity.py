@@ -2,7 +2,7 @@
 
 Convolution, average pooling, flattening and fully connected layers are all affine, and a
 composition of affine maps is affine: f(x) = A·vec(x) + b (Kuo 2016's argument for why a CNN needs
-its activations; REFERENCE.md §3 "linear collapse"). `affine_map` recovers A and b from the network
+its activations; docs/REFERENCE.md §3 "linear collapse"). `affine_map` recovers A and b from the network
 itself: b = f(0), and column j of A is f(e_j) − b for the j-th basis image e_j, pushed through the
 network in batches. `is_affine` checks the result on random inputs, so a network with a hidden
 nonlinearity (max pooling, a ReLU) is caught instead of silently collapsed.

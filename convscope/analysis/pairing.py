@@ -4,7 +4,7 @@ For the unit-length filters φ_1..φ_n of one conv layer, the *pairing filter* o
 most opposed to it, φ̄_i = argmin_{j≠i} ⟨φ_i, φ_j⟩, and μ_i = ⟨φ_i, φ̄_i⟩ ∈ [−1, 1]. μ_i near −1
 means the layer has learned φ_i and (nearly) −φ_i: the lower layers of a ReLU network keep both
 phases of a feature, which is what motivates CReLU. The baseline is the same statistic for as many
-i.i.d. standard-normal filters of the same shape, normalised (REFERENCE.md §4); in high dimension
+i.i.d. standard-normal filters of the same shape, normalised (docs/REFERENCE.md §4); in high dimension
 its μ sits slightly below 0, so a histogram centred well below it is the signature of pairing.
 
 Example:

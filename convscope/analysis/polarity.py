@@ -1,7 +1,7 @@
 """Polarity in the RECOS model: why a CNN trained on dark-on-light digits fails on light-on-dark ones.
 
 Kuo, "Understanding convolutional neural networks with a mathematical model", JVCIR 41, 2016
-(arXiv 1609.04112; REFERENCE.md §3) reads each first-layer filter as an *anchor vector* and each
+(arXiv 1609.04112; docs/REFERENCE.md §3) reads each first-layer filter as an *anchor vector* and each
 unit as a REctified COrrelation on a Sphere: the correlation of an input patch with the anchor,
 rectified by ReLU. Grey-level inversion x → 1 − x flips the sign of those correlations, and ReLU
 throws away the flipped half: the trained LeNet-5 drops from ~99 % to ~37 % on inverted digits.

@@ -1,7 +1,7 @@
 """How much of an edge map survives pooling when the input is noisy: max versus average pooling.
 
 The textbook convolution chapter (Qiu Xipeng, *Neural Networks and Deep Learning*, ch. 5, §5.2.2;
-REFERENCE.md §1) presents pooling as a summary of each region, the maximum or the mean, which shrinks
+docs/REFERENCE.md §1) presents pooling as a summary of each region, the maximum or the mean, which shrinks
 the map and makes it tolerant to small shifts. Which summary keeps the *signal* when the input is
 noisy? We plant an edge detector (Sobel kernels, `analysis.kernels`) in a conv layer, rectify it as a
 CNN does, and pool; "survival" at noise level σ is how well the pooled map of the noisy image still

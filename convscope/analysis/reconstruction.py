@@ -12,7 +12,7 @@ recorded switches puts each maximum back where it came from. A switch holding a 
 fixes the response there (+value from the positive half, −value from the negative half); every
 other position is unknown, so the mask M keeps only those positions and the solve uses just the
 filters that survived pooling. That is our reading of the paper's algorithm; the paper's measured
-ratios ‖x − x′‖/‖x‖ are in REFERENCE.md §4.
+ratios ‖x − x′‖/‖x‖ are in docs/REFERENCE.md §4.
 
 Example:
     >>> x_rec = reconstruct(conv, x)                 # no pooling: exact when the filters span

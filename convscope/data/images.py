@@ -1,6 +1,6 @@
 """Natural sample images for the convolution and pooling experiments: `sample_image(name)`.
 
-The textbook convolution chapter (Qiu Xipeng, *Neural Networks and Deep Learning*, ch. 5; REFERENCE.md §1)
+The textbook convolution chapter (Qiu Xipeng, *Neural Networks and Deep Learning*, ch. 5; docs/REFERENCE.md §1)
 shows what a Sobel, Gaussian or Laplacian kernel does to a photograph. We use the photographs bundled
 with scikit-image (`skimage.data`, files shipped inside the wheel, so nothing is downloaded): the
 cameraman, Chelsea the cat, the astronaut Eileen Collins, a cup of coffee, and a few textures.

@@ -1,7 +1,7 @@
 """Input transforms of the RECOS experiments: grey-level inversion and digits on random backgrounds.
 
 Kuo, "Understanding convolutional neural networks with a mathematical model", JVCIR 41, 2016
-(arXiv 1609.04112; REFERENCE.md §3) tests a LeNet-5 trained on MNIST on grey-level inverted digits
+(arXiv 1609.04112; docs/REFERENCE.md §3) tests a LeNet-5 trained on MNIST on grey-level inverted digits
 (255 − x; here 1 − x on [0, 1] pixels) and on digits composited on 10 random backgrounds.
 
 The article does not say how its backgrounds were made, so this file fixes a documented, seeded

@@ -1,7 +1,7 @@
 """`reproduce crelu`: paired filters of opposite phase, CReLU/AVR networks, invariance, reconstruction.
 
 Shang, Sohn, Almeida and Lee, "Understanding and Improving Convolutional Neural Networks via
-Concatenated Rectified Linear Units", ICML 2016 (REFERENCE.md §4):
+Concatenated Rectified Linear Units", ICML 2016 (docs/REFERENCE.md §4):
 1. pairing statistics μ of every conv layer (analysis.pairing) for LeNet-5 on MNIST and for
    ConvPool-CNN-C with ReLU and with CReLU, against random Gaussian filters;
 2. the five variants of Table 1 (baseline, double, AVR, CReLU, CReLU half) trained over seeds, their
@@ -38,7 +38,7 @@ from convscope.result import Published, Result, versions
 from convscope.train.loop import fit, resolve_device
 from convscope.train.run import build_model, load_data
 
-SOURCE = "Shang et al., ICML 2016 (REFERENCE.md §4)"
+SOURCE = "Shang et al., ICML 2016 (docs/REFERENCE.md §4)"
 TABLE1_C10 = {"baseline": 9.17, "double": 8.65, "avr": 8.32, "crelu": 8.43, "crelu-half": 8.37}
 TABLE1_C100 = {"baseline": 36.30, "double": 34.77, "avr": 35.00, "crelu": 31.48, "crelu-half": 33.68}
 # conv layer whose input is reconstructed -> (the module whose output is that input, the pool after it)

@@ -2,7 +2,7 @@
 
 LeCun, Bottou, Bengio and Haffner, "Gradient-based learning applied to document recognition",
 Proc. IEEE 86(11), 1998, report 0.95 % test error for LeNet-5 after 20 passes without distortions
-(REFERENCE.md §2). We train the modern variant (ReLU, max pooling, 28×28 input with padding 2) with
+(docs/REFERENCE.md §2). We train the modern variant (ReLU, max pooling, 28×28 input with padding 2) with
 the fast recipe of `TrainConfig` and report mean and standard deviation over the seeds.
 """
 

@@ -1,7 +1,7 @@
 """`reproduce parts`: what each part of a CNN does, one measured section per part.
 
 After the textbook convolution chapter (Qiu Xipeng, *Neural Networks and Deep Learning*, ch. 5;
-REFERENCE.md §1) and Kuo's RECOS article (Kuo 2016, §3):
+docs/REFERENCE.md §1) and Kuo's RECOS article (Kuo 2016, §3):
 
 1. Filters: Sobel, Gaussian and Laplacian kernels on photographs; planted into an `nn.Conv2d` they give
    the same maps as `scipy.signal.correlate2d` (deep-learning convolution is cross-correlation).
@@ -46,8 +46,8 @@ from convscope.train.loop import evaluate, fit, resolve_device
 from convscope.train.run import build_model, load_data
 
 NORM_VARIANTS = ("unscaled", "raw", "standardised", "batchnorm")
-TEXTBOOK = "Qiu, Neural Networks and Deep Learning, ch. 5 (REFERENCE.md §1)"
-RECOS = "Kuo 2016, RECOS article (REFERENCE.md §3)"
+TEXTBOOK = "Qiu, Neural Networks and Deep Learning, ch. 5 (docs/REFERENCE.md §1)"
+RECOS = "Kuo 2016, RECOS article (docs/REFERENCE.md §3)"
 
 
 @dataclass
@@ -439,7 +439,7 @@ def _featurevis(cfg: PartsConfig, out: _Out, model: nn.Module) -> None:
 
 
 def depth_by_model() -> dict[str, int]:
-    """The counted depth (`models.summary`, REFERENCE.md §1) of every registered model, by name."""
+    """The counted depth (`models.summary`, docs/REFERENCE.md §1) of every registered model, by name."""
     depths = {}
     for name in list_models():
         with torch.device("meta"):  # shapes only: no memory, no initialisation

@@ -1,7 +1,7 @@
 """`reproduce recos`: Kuo's RECOS signal-analysis experiments on LeNet-5 and MNIST.
 
 Kuo, "Understanding convolutional neural networks with a mathematical model", JVCIR 41, 2016
-(arXiv 1609.04112; REFERENCE.md §3). Every trained figure is the mean and standard deviation over
+(arXiv 1609.04112; docs/REFERENCE.md §3). Every trained figure is the mean and standard deviation over
 `seeds`, each seed training its own networks with the fast recipe of `TrainConfig`:
 
 1. Polarity: LeNet-5 on original and grey-inverted (1 − x) test digits; the article's conv1 weight
@@ -54,7 +54,7 @@ from convscope.result import Published, Result, versions
 from convscope.train.loop import evaluate, fit, resolve_device
 from convscope.train.run import build_model, load_data
 
-KUO = "Kuo 2016, JVCIR (REFERENCE.md §3)"
+KUO = "Kuo 2016, JVCIR (docs/REFERENCE.md §3)"
 # The networks each seed trains: name -> (model_args, training images). Test images are the originals,
 # except for the background network, which is tested on background digits.
 NETWORKS = {
@@ -317,7 +317,7 @@ def _published() -> dict[str, Published]:
         "acc_inverted": Published(0.3736, KUO, "the same network on 255 − x"),
         "acc_negated_original": Published(0.3736, KUO, "every conv1 weight negated"),
         "acc_negated_inverted": Published(0.9894, KUO, "every conv1 weight negated"),
-        "exact_swap_mismatches": Published(0, "REFERENCE.md §3",
+        "exact_swap_mismatches": Published(0, "docs/REFERENCE.md §3",
                                            "exact only with b′ = b + ΣW and the padding border inverted"),
         "both_polarity_acc_original": Published("high", KUO, "remedy: keep anchors of both polarities"),
         "both_polarity_acc_inverted": Published("high", KUO, "remedy: keep anchors of both polarities"),

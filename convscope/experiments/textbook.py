@@ -1,6 +1,6 @@
 """`reproduce textbook`: the convolution chapter in NumPy, checked, timed, and trained on MNIST.
 
-Qiu Xipeng, *Neural Networks and Deep Learning*, ch. 5 (REFERENCE.md §1), derives convolution's output
+Qiu Xipeng, *Neural Networks and Deep Learning*, ch. 5 (docs/REFERENCE.md §1), derives convolution's output
 size, the conv layer's gradients (∂f/∂W = ∂f/∂Y ⊗ X, ∂f/∂X = rot180(W) ~⊗ ∂f/∂Y) and pooling's error
 routing. `convscope.textbook` implements them in NumPy; this experiment checks the formulas on worked
 examples and against autograd, times the conv layer against PyTorch's, and trains the NumPy LeNet-5
@@ -49,8 +49,8 @@ from convscope.textbook import (
 )
 from convscope.train.loop import evaluate
 
-BOOK = "Qiu, Neural Networks and Deep Learning, ch. 5 (REFERENCE.md §1)"
-LECUN = "LeCun et al., Proc. IEEE 1998 (REFERENCE.md §2)"
+BOOK = "Qiu, Neural Networks and Deep Learning, ch. 5 (docs/REFERENCE.md §1)"
+LECUN = "LeCun et al., Proc. IEEE 1998 (docs/REFERENCE.md §2)"
 SPEED_GOAL = 3.0  # the engine's conv layer within 3× of PyTorch's (issue 3)
 
 
@@ -153,7 +153,7 @@ def run(cfg: TextbookConfig, out_dir: Path, progress: bool = True) -> Result:
             "weight_layers": Published("count conv and fully connected layers only", BOOK),
             "numpy_lenet_test_error_pct": Published(0.95, LECUN, "classic LeNet-5, 20 passes, no distortions"),
             "numpy_lenet_test_acc": Published(0.9905, LECUN, "1 − 0.95 % error"),
-            "params": Published("about 60,000", "REFERENCE.md §7", "classic LeNet-5"),
+            "params": Published("about 60,000", "docs/REFERENCE.md §7", "classic LeNet-5"),
             "conv_fwd_bwd_ratio_vs_torch": Published(f"≤ {SPEED_GOAL:g}", "issue 3 goal", "NumPy ÷ PyTorch time"),
         },
         provenance={"config": asdict(cfg), "seeds": [cfg.seed], "versions": versions(),

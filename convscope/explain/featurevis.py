@@ -123,7 +123,7 @@ def l2(constant: float = 0.5) -> Objective:
 
 
 def total_variation(beta: float = 2.0) -> Objective:
-    """Σ ((Δx)² + (Δy)²)^(β/2) over the image (Mahendran & Vedaldi 2015, REFERENCE.md §6); subtract it."""
+    """Σ ((Δx)² + (Δy)²)^(β/2) over the image (Mahendran & Vedaldi 2015, docs/REFERENCE.md §6); subtract it."""
 
     def fn(_acts: Mapping[str, Tensor], x: Tensor) -> Tensor:
         dx = x[..., :-1, 1:] - x[..., :-1, :-1]  # (B, C, H-1, W-1)

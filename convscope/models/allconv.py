@@ -1,7 +1,7 @@
 """ConvPool-CNN-C (Springenberg, Dosovitskiy, Brox, Riedmiller, "Striving for Simplicity: The All
 Convolutional Net", ICLR 2015 workshop, Table 1 model C) as the CIFAR baseline of Shang et al.,
 "Understanding and Improving Convolutional Neural Networks via Concatenated Rectified Linear
-Units" (ICML 2016, §3.1 and Table 1; REFERENCE.md §4).
+Units" (ICML 2016, §3.1 and Table 1; docs/REFERENCE.md §4).
 
 Layers (kernel × in × out): conv1 3×3×3×96, conv2 3×3×96×96, max pool 3/2, conv3 3×3×96×192,
 conv4 and conv5 3×3×192×192, max pool 3/2, conv6 3×3×192×192, conv7 1×1×192×192,

@@ -2,7 +2,7 @@
 CVPR 2015, Table 1), without the auxiliary classifiers.
 
 The layout is the reference PyTorch one, which fixes the canonical count of 6,624,904 parameters
-for 1000 classes (REFERENCE.md §7):
+for 1000 classes (docs/REFERENCE.md §7):
 
 - every conv is a `BasicConv2d`: conv without bias, BatchNorm (eps 0.001), ReLU (the paper predates
   batch normalisation; its convs had biases);
@@ -11,7 +11,7 @@ for 1000 classes (REFERENCE.md §7):
   `kernel5x5=5` for the paper's true 5×5 branch (then the count is 7,005,832);
 - max pools use ceil mode, as in Caffe.
 
-GoogLeNet is 22 layers deep under REFERENCE.md §1 (counting the conv and fc layers on the longest
+GoogLeNet is 22 layers deep under docs/REFERENCE.md §1 (counting the conv and fc layers on the longest
 path: 3 stem convs, 2 per Inception block, the final fc), which `summarize(model).depth` reproduces.
 """
 

@@ -4,7 +4,7 @@ Recognition", Proc. IEEE 1998), in two forms.
 - `lenet5`: the modern variant every tutorial trains on 28×28 MNIST: conv 5×5 (pad 2) → 6 maps,
   pool 2, conv 5×5 → 16 maps, pool 2, then fully connected 400 → 120 → 84 → classes (61,706
   parameters). Its activation and pooling are options, for the RECOS and CReLU experiments.
-- `lenet5-classic`: the paper's network on 32×32 input (REFERENCE.md §2): scaled tanh everywhere,
+- `lenet5-classic`: the paper's network on 32×32 input (docs/REFERENCE.md §2): scaled tanh everywhere,
   trainable subsampling S2/S4, the partial C3 connection table (1,516 parameters), C5 and F6, and
   an optional RBF output with fixed ±1 prototypes. Layers are named after the paper (`features.c3`).
 
@@ -26,7 +26,7 @@ from convscope.models._common import ConvNet, named_sequential
 from convscope.models.activations import ScaledTanh, channel_multiplier, make_activation
 from convscope.models.registry import register_model
 
-# Which S2 maps feed each C3 map (REFERENCE.md §2, the paper's Table I): 6·3 + 9·4 + 6 = 60 connections.
+# Which S2 maps feed each C3 map (docs/REFERENCE.md §2, the paper's Table I): 6·3 + 9·4 + 6 = 60 connections.
 C3_TABLE: tuple[tuple[int, ...], ...] = (
     (0, 1, 2), (1, 2, 3), (2, 3, 4), (3, 4, 5), (4, 5, 0), (5, 0, 1),
     (0, 1, 2, 3), (1, 2, 3, 4), (2, 3, 4, 5), (3, 4, 5, 0), (4, 5, 0, 1), (5, 0, 1, 2),
@@ -239,7 +239,7 @@ class LeCunInput(nn.Module):
 
 
 class LeNet5Classic(ConvNet):
-    """LeNet-5 as in the paper (REFERENCE.md §2): a 32×32 input field, 28×28 digits padded by 2.
+    """LeNet-5 as in the paper (docs/REFERENCE.md §2): a 32×32 input field, 28×28 digits padded by 2.
 
     Args:
         in_channels: input channels (1 in the paper).

@@ -1,7 +1,7 @@
 """Layer-by-layer summary of a CNN: output shapes, parameters, connections, receptive fields, depth.
 
 The counting conventions are LeCun et al.'s (Proc. IEEE 1998, §II.B), so `lenet5-classic`
-reproduces the parameter and connection columns of REFERENCE.md §2 exactly:
+reproduces the parameter and connection columns of docs/REFERENCE.md §2 exactly:
 
 - parameters: the module's own (not its children's);
 - connections: output elements × (inputs per output + 1 if the layer has a bias), per sample. For
@@ -13,7 +13,7 @@ reproduces the parameter and connection columns of REFERENCE.md §2 exactly:
   pool with kernel k, stride s, dilation d maps (rf, jump) to (rf + (k−1)·d·jump, jump·s). They are
   the theoretical values, which may exceed the input with padding. Once the data is flattened or
   globally pooled, a layer sees the whole input: rf = jump = H;
-- counted layers (REFERENCE.md §1): conv and fully connected layers only; `depth` is the number of
+- counted layers (docs/REFERENCE.md §1): conv and fully connected layers only; `depth` is the number of
   counted layers on the longest path from input to output (VGG-16: 16, LeNet-5: 5, AlexNet: 8,
   GoogLeNet: 22).
 

@@ -4,7 +4,7 @@ Recognition", ICLR 2015, Table 1 configurations A, B, D, E) from a config table,
 Stacks of 3×3 convolutions (pad 1, so a block keeps the size) separated by 2×2 max pools, then an
 adaptive 7×7 average pool (the reference PyTorch layout, so any input of at least 32 pixels works)
 and three fully connected layers. VGG-16 has 138,357,544 parameters for 1000 classes; it counts 16
-layers under REFERENCE.md §1 (13 conv + 3 fc).
+layers under docs/REFERENCE.md §1 (13 conv + 3 fc).
 
 Layer names follow the paper and Caffe: `conv{block}_{i}` with `relu{block}_{i}`, `pool{block}`,
 then `fc6`, `fc7`, `fc8`.

@@ -2,7 +2,7 @@
 
 `render_atlas(run_dir)` reads run.json, metrics.jsonl, summary.json, layers.npz/json and
 experiments/*/result.json (whichever exist) and writes run_dir/atlas/index.html and its pages.
-It never builds or calls a model (DESIGN.md, "compute and render apart").
+It never builds or calls a model (docs/DESIGN.md, "compute and render apart").
 """
 
 from __future__ import annotations

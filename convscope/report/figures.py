@@ -1,6 +1,6 @@
 """Figures of the atlas: NumPy arrays in, PNG bytes out.
 
-Compute and render apart (DESIGN.md): nothing here sees a model or a tensor that needs a graph; every
+Compute and render apart (docs/DESIGN.md): nothing here sees a model or a tensor that needs a graph; every
 function takes saved arrays and returns the bytes of a PNG that `html.py` writes under `atlas/img/`.
 Matplotlib is used through `Figure` objects directly (no pyplot, no global state, Agg rendering), so
 the functions leave no open figures behind.

@@ -1,6 +1,6 @@
-"""Figures of the CReLU study (Shang, Sohn, Almeida and Lee, ICML 2016; REFERENCE.md §4).
+"""Figures of the CReLU study (Shang, Sohn, Almeida and Lee, ICML 2016; docs/REFERENCE.md §4).
 
-Compute and render apart (DESIGN.md): every function takes arrays computed by
+Compute and render apart (docs/DESIGN.md): every function takes arrays computed by
 `convscope.experiments.crelu` and returns PNG bytes; nothing here sees a model.
 """
 

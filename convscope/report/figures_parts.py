@@ -1,7 +1,7 @@
 """Figures of `reproduce parts`, the role of each part of a CNN, drawn from saved arrays.
 
 The sections follow the textbook convolution chapter (Qiu Xipeng, *Neural Networks and Deep Learning*,
-ch. 5; REFERENCE.md §1) and Kuo's RECOS article (§3):
+ch. 5; docs/REFERENCE.md §1) and Kuo's RECOS article (§3):
 
 - `filter_responses`: Sobel, Gaussian and Laplacian kernels applied to photographs.
 - `pooling_example`: one noisy photograph's edge map, max- and average-pooled, beside the clean ones.

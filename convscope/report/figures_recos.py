@@ -1,6 +1,6 @@
-"""Figures of the RECOS reproduction (Kuo 2016, JVCIR; arXiv 1609.04112; REFERENCE.md §3).
+"""Figures of the RECOS reproduction (Kuo 2016, JVCIR; arXiv 1609.04112; docs/REFERENCE.md §3).
 
-Compute and render apart (DESIGN.md): every function takes NumPy arrays computed by
+Compute and render apart (docs/DESIGN.md): every function takes NumPy arrays computed by
 `convscope.experiments.recos` and returns PNG bytes (`figures.png_bytes`); nothing here sees a model.
 Signed maps (filters, anchors, conv outputs before ReLU) use the diverging colormap centred at zero,
 red positive and blue negative; maps after ReLU use the same scale as their pre-activation, so the

@@ -1,5 +1,5 @@
 """Figures of `reproduce textbook`: the convolution chapter (Qiu, *Neural Networks and Deep Learning*,
-ch. 5; REFERENCE.md §1) drawn from saved arrays.
+ch. 5; docs/REFERENCE.md §1) drawn from saved arrays.
 
 - `conv_modes_1d`: a worked 1-D example of narrow, wide and same convolution: the zero-padded input,
   the kernel's first and last placements, and the outputs, with the lengths (M − K + 2P)/S + 1.

@@ -1,6 +1,6 @@
 """The offline HTML atlas of a run directory: `render_atlas(run_dir)`.
 
-Compute and render apart (DESIGN.md): the atlas never builds or calls a model. It reads the saved
+Compute and render apart (docs/DESIGN.md): the atlas never builds or calls a model. It reads the saved
 files of a run directory (the layout is in `convscope/io.py`), renders whatever of them exists with
 the Jinja2 templates beside this file, and says on the pages what is absent:
 

@@ -1,5 +1,5 @@
 """The textbook engine: the convolution chapter of Qiu Xipeng, *Neural Networks and Deep Learning*
-(ch. 5; REFERENCE.md §1), in NumPy, to read beside the book and fast enough to train LeNet-5.
+(ch. 5; docs/REFERENCE.md §1), in NumPy, to read beside the book and fast enough to train LeNet-5.
 
 - conv.py: 1-D and 2-D convolution and cross-correlation, narrow/wide/same, stride, `output_size`.
 - layers.py: the conv layer (im2col forward; ∂f/∂W = ∂f/∂Y ⊗ X, ∂f/∂X = rot180(W) ~⊗ ∂f/∂Y), linear, flatten.

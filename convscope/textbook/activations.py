@@ -1,5 +1,5 @@
 """Element-wise activations and the softmax cross-entropy output (Qiu, *Neural Networks and Deep
-Learning*, ch. 4–5; REFERENCE.md §1).
+Learning*, ch. 4–5; docs/REFERENCE.md §1).
 
 An activation y = f(z) acts on each number alone, so its backward pass is the element-wise product
 δ_z = f′(z) ⊙ δ_y, the f′(Zˡ) ⊙ … factor of the chapter's error recursion. Each layer caches what

@@ -1,5 +1,5 @@
 """One- and two-dimensional convolution and cross-correlation, as in Qiu, *Neural Networks and Deep
-Learning*, ch. 5 (REFERENCE.md §1).
+Learning*, ch. 5 (docs/REFERENCE.md §1).
 
 For an input x of length M and a kernel w of length K, the book's two operations are
 
@@ -37,7 +37,7 @@ Padding = int | tuple[int, int]  # zeros on each side, or (before, after)
 
 
 def output_size(M: int, K: int, stride: int = 1, padding: Padding = 0, exact: bool = False) -> int:
-    """Output length (M − K + 2P)/S + 1 of a convolution (REFERENCE.md §1).
+    """Output length (M − K + 2P)/S + 1 of a convolution (docs/REFERENCE.md §1).
 
     Args:
         M: input length.

@@ -1,5 +1,5 @@
 """Layers of a convolutional network in NumPy, each with a forward pass and the backward pass the
-chapter derives (Qiu, *Neural Networks and Deep Learning*, ch. 5; REFERENCE.md §1).
+chapter derives (Qiu, *Neural Networks and Deep Learning*, ch. 5; docs/REFERENCE.md §1).
 
 Every layer has `forward(x) -> y`, which caches what the backward pass needs, and `backward(dy) -> dx`,
 which takes ∂f/∂y and returns ∂f/∂x, filling `grads` (same keys and shapes as `params`) on the way.

@@ -1,6 +1,6 @@
 """A network of textbook layers, LeNet-5 built from them, SGD with momentum, and a training loop.
 
-The chapter's error back-propagation (Qiu, *Neural Networks and Deep Learning*, ch. 5; REFERENCE.md
+The chapter's error back-propagation (Qiu, *Neural Networks and Deep Learning*, ch. 5; docs/REFERENCE.md
 §1) is a loop: the forward pass runs the layers in order, each caching what it needs; the backward
 pass runs them in reverse, each turning δ of its output into δ of its input and filling its
 gradients on the way. `Sequential` is that loop.

@@ -1,5 +1,5 @@
 """Max and mean pooling with their backward passes (Qiu, *Neural Networks and Deep Learning*, ch. 5;
-REFERENCE.md §1).
+docs/REFERENCE.md §1).
 
 Pooling (subsampling) summarises each K×K region of a feature map by one number: its maximum or its
 mean. It has no parameters, so its backward pass only routes the error. The chapter writes the error

@@ -1,4 +1,4 @@
-"""LeNet-5: the paper's layers (REFERENCE.md §2) and the modern variant's options."""
+"""LeNet-5: the paper's layers (docs/REFERENCE.md §2) and the modern variant's options."""
 
 from __future__ import annotations
 

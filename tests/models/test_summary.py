@@ -1,4 +1,4 @@
-"""`summarize`: LeCun's counts for LeNet-5 (REFERENCE.md §2), layer depths (§1), receptive fields,
+"""`summarize`: LeCun's counts for LeNet-5 (docs/REFERENCE.md §2), layer depths (§1), receptive fields,
 and that the model leaves exactly as it came in."""
 
 from __future__ import annotations

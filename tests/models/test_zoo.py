@@ -97,7 +97,7 @@ CANONICAL = [
 
 @pytest.mark.parametrize(("name", "kwargs", "expected"), CANONICAL)
 def test_canonical_parameter_counts(name: str, kwargs: dict, expected: int) -> None:
-    # REFERENCE.md §7; LeNet-5: "about 60,000" (60,000 exactly with the RBF output).
+    # docs/REFERENCE.md §7; LeNet-5: "about 60,000" (60,000 exactly with the RBF output).
     assert n_params(meta_model(name, num_classes=10 if name.startswith("lenet") else 1000, **kwargs)) == expected
 
 

@@ -111,7 +111,7 @@ def make_experiment(out: Path, rng: np.random.Generator | None = None) -> Path:
         },
         published={
             "test_acc": Published(value=0.9904, source="Kuo (2016), Table 2", note="mean over 5 seeds"),
-            "epochs": Published(value=1, source="REFERENCE.md"),
+            "epochs": Published(value=1, source="docs/REFERENCE.md"),
             "wall_seconds": Published(value="0.76 s", source="a laptop GTX 1660 Ti", note="not measured here"),
         },
         provenance={"config": {"epochs": 1}, "seeds": [0, 1], "versions": {"torch": "2.13.0"},

@@ -1,4 +1,4 @@
-"""1-D and 2-D convolution and correlation against numpy, scipy.signal and torch (REFERENCE.md §1)."""
+"""1-D and 2-D convolution and correlation against numpy, scipy.signal and torch (docs/REFERENCE.md §1)."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ def rand(rng: np.random.Generator, *shape: int) -> np.ndarray:
 # ------------------------------------------------------------------ output_size
 
 def test_output_size_worked_example_narrow_wide_same() -> None:
-    # M = 7, K = 3 (REFERENCE.md §1): narrow M−K+1, wide M+K−1, same M.
+    # M = 7, K = 3 (docs/REFERENCE.md §1): narrow M−K+1, wide M+K−1, same M.
     assert output_size(7, 3) == 5
     assert output_size(7, 3, padding=2) == 9
     assert output_size(7, 3, padding=1) == 7

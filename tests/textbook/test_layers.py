@@ -1,5 +1,5 @@
 """The conv, linear and activation layers, forward and backward, against torch.autograd in float64,
-and the conv layer's gradients against the chapter's formulas and finite differences (REFERENCE.md §1)."""
+and the conv layer's gradients against the chapter's formulas and finite differences (docs/REFERENCE.md §1)."""
 
 from __future__ import annotations
 

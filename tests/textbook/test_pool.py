@@ -1,4 +1,4 @@
-"""Max and mean pooling: hand-worked routing, ties, autograd and finite differences (REFERENCE.md §1)."""
+"""Max and mean pooling: hand-worked routing, ties, autograd and finite differences (docs/REFERENCE.md §1)."""
 
 from __future__ import annotations
 

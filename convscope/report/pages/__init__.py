@@ -1,6 +1,6 @@
 """How the atlas shows an experiment: one page class per experiment, drawn from its saved Result.
 
-Compute and render apart (DESIGN.md): an experiment saves numbers and arrays (`convscope.result`);
+Compute and render apart (docs/DESIGN.md): an experiment saves numbers and arrays (`convscope.result`);
 its page here turns them into what a reader meets, in this order:
 
 1. `summary(r)`: two or three sentences saying what was found, written from the saved numbers;
