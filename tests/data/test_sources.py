@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import hashlib
 import io
@@ -12,7 +13,7 @@ import pytest
 
 from convscope.data import download, load_dataset, sources
 from convscope.data.formats import encode_idx
-from convscope.errors import ChecksumError, DataError, UnknownNameError, UserError
+from convscope.errors import ChecksumError, DataError, DataNotFoundError, UnknownNameError, UserError
 from convscope.io import save_npz
 
 from .fakes import make_split, pin_tiny, write_cifar, write_idx, write_mnist_dir
@@ -281,11 +282,58 @@ def test_debian_directory_is_the_last_resort(tmp_path, monkeypatch):
     assert ds.classes[0] == "T-shirt/top"
 
 
+# ------------------------------------------------------------------------------------ the chain
+
+
+def test_chain_stops_at_the_first_hit_and_lists_misses_in_order(monkeypatch):
+    asked = []
+
+    def miss(name):
+        return sources.Source(name, lambda q: asked.append(name) or sources.Miss((f"{name} (empty)",)))
+
+    arrays = {"test": make_split(4, (1, 28, 28), 10, 0)}
+    hit = sources.Source("third", lambda q: asked.append("third") or sources.Hit(
+        sources._Found(dict(arrays), list("0123456789"), "the third place"), "fix", allow_partial=True))
+    monkeypatch.setattr(sources, "CHAIN", (miss("first"), miss("second"), hit, miss("fourth")))
+    assert load_dataset("mnist", "test").source.startswith("the third place")
+    assert asked == ["first", "second", "third"]
+
+    monkeypatch.setattr(sources, "CHAIN", (miss("first"), miss("second")))
+    with pytest.raises(DataNotFoundError, match=r"looked in first \(empty\), second \(empty\); to provide it"):
+        load_dataset("mnist", "test")
+
+
+def test_each_source_is_used_only_when_the_earlier_ones_have_nothing(tmp_path, monkeypatch):
+    """The same Fashion-MNIST in every place: peeling the places off one by one walks the chain in order."""
+    arrays = write_mnist_dir(tmp_path / "root", TINY)
+    write_mnist_dir(tmp_path / "usr-share", TINY)
+    pin_tiny(monkeypatch, "fashion-mnist", arrays, system_dir=str(tmp_path / "usr-share"))
+    base = sources.SPECS["fashion-mnist"].mirrors[0]
+    _serve(monkeypatch, {base + k + ".gz": v for k, v in _idx_gz(arrays, "test").items()})
+    cache = sources.cache_file("fashion-mnist", "test")
+
+    assert load_dataset("fashion-mnist", "test", root=tmp_path / "root").source == str(tmp_path / "root")
+    assert load_dataset("fashion-mnist", "test").source.startswith(f"cache {cache}")
+    cache.unlink()
+    assert load_dataset("fashion-mnist", "test").source == f"mirror {base}"
+    cache.unlink()
+    _serve(monkeypatch, {})
+    assert load_dataset("fashion-mnist", "test").source.startswith("Debian package dataset-fashion-mnist")
+    cache.unlink()
+    monkeypatch.setitem(sources.SPECS, "fashion-mnist",
+                        dataclasses.replace(sources.SPECS["fashion-mnist"], system_dir=str(tmp_path / "gone")))
+    with pytest.raises(DataNotFoundError) as e:
+        load_dataset("fashion-mnist", "test")
+    msg = str(e.value)
+    places = ["no --root or $CONVSCOPE_DATA", f"the cache {cache}", f"the mirror {base}", str(tmp_path / "gone")]
+    assert [msg.index(p) for p in places] == sorted(msg.index(p) for p in places)
+
+
 # ------------------------------------------------------------------------------------ not found
 
 
 def test_missing_dataset_message_lists_every_place(tmp_path):
-    with pytest.raises(DataError) as e:
+    with pytest.raises(DataNotFoundError) as e:
         load_dataset("mnist", "train", root=tmp_path / "nowhere")
     msg = str(e.value)
     assert "\n" not in msg and msg.endswith(".") and msg.count(". ") == 0  # one sentence
