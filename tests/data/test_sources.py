@@ -16,10 +16,11 @@ from convscope.data.formats import encode_idx
 from convscope.errors import ChecksumError, DataError, DataNotFoundError, UnknownNameError, UserError
 from convscope.io import save_npz
 
-from .fakes import make_split, pin_tiny, write_cifar, write_idx, write_mnist_dir
+from .fakes import fake_debian_tools, make_split, pin_tiny, write_cifar, write_idx, write_mnist_dir
 
 TINY = {"train": 6, "test": 4}
-_REAL_PIP_DOWNLOAD = download.pip_download_wheel  # conftest swaps it for an offline stub per test
+_REAL_PIP_DOWNLOAD = download.pip_download_wheel  # conftest swaps these for offline stubs per test
+_REAL_APT_DOWNLOAD = download.apt_download
 
 # ---------------------------------------------------------------------------------- user directory
 
@@ -282,6 +283,70 @@ def test_debian_directory_is_the_last_resort(tmp_path, monkeypatch):
     assert ds.classes[0] == "T-shirt/top"
 
 
+def _fake_apt(tmp_path, monkeypatch, arrays, **tools):
+    """Fashion-MNIST pinned to `arrays`, not installed, and fake apt-get/dpkg-deb alone on PATH."""
+    spec = pin_tiny(monkeypatch, "fashion-mnist", arrays)
+    log = fake_debian_tools(tmp_path / "bin", arrays, spec, **tools)
+    monkeypatch.setenv("PATH", str(tmp_path / "bin"))
+    monkeypatch.setattr(download, "apt_download", _REAL_APT_DOWNLOAD)
+    return spec, log
+
+
+def test_debian_package_file_is_fetched_and_unpacked_when_not_installed(tmp_path, monkeypatch):
+    arrays = {"train": make_split(6, (1, 28, 28), 10, 0), "test": make_split(4, (1, 28, 28), 10, 1)}
+    spec, log = _fake_apt(tmp_path, monkeypatch, arrays)
+    ds = load_dataset("fashion-mnist", "test")
+    assert ds.source == "Debian package file dataset-fashion-mnist_0.1-1_all.deb (apt-get download)"
+    np.testing.assert_array_equal(ds.images, arrays["test"][0])
+    np.testing.assert_array_equal(ds.labels, arrays["test"][1])
+    assert ds.checksum == spec.sha256["test"] and ds.classes[0] == "T-shirt/top"
+    # one download caches both splits, so the train split needs no second one
+    assert sources.cache_file("fashion-mnist", "train").exists()
+    assert load_dataset("fashion-mnist", "train").source.startswith("cache ")
+
+    calls = [line.split() for line in log.read_text().splitlines()]
+    (apt, apt_cwd, *apt_args), (dpkg, _, dpkg_flag, deb, target) = calls
+    assert (apt, apt_args, dpkg, dpkg_flag) == ("apt-get", ["download", "dataset-fashion-mnist"], "dpkg-deb", "-x")
+    assert deb == f"{apt_cwd}/dataset-fashion-mnist_0.1-1_all.deb"
+    # both in temporary folders, removed afterwards; nothing installed
+    assert not any(download.Path(p).exists() for p in (apt_cwd, target))
+    assert not download.Path(spec.system_dir).exists()
+
+
+@pytest.mark.parametrize(("tools", "reason"), [
+    ({"apt_get": None}, "apt-get is not installed"),
+    ({"apt_get": "fail"}, "apt-get download failed: E: Unable to locate package dataset-fashion-mnist"),
+    ({"dpkg_deb": None}, "dpkg-deb is not installed"),
+    ({"dpkg_deb": "fail"}, "dpkg-deb -x failed: dpkg-deb: error: "),
+])
+def test_debian_package_file_failures_fall_through_with_the_reason(tmp_path, monkeypatch, tools, reason):
+    arrays = {"train": make_split(6, (1, 28, 28), 10, 0), "test": make_split(4, (1, 28, 28), 10, 1)}
+    _fake_apt(tmp_path, monkeypatch, arrays, **tools)
+    with pytest.raises(DataNotFoundError) as e:
+        load_dataset("fashion-mnist", "test")
+    msg = str(e.value)
+    assert f"Debian's dataset-fashion-mnist package file (apt-get download, no install) ({reason}" in msg
+    assert "to provide it, put train-images-idx3-ubyte" in msg and "or run apt-get install dataset-fashion-mnist" in msg
+    assert not sources.cache_file("fashion-mnist", "test").exists()
+
+
+def test_debian_package_file_with_wrong_data_raises(tmp_path, monkeypatch):
+    arrays = {"train": make_split(6, (1, 28, 28), 10, 0), "test": make_split(4, (1, 28, 28), 10, 1)}
+    _fake_apt(tmp_path, monkeypatch, arrays)
+    pin_tiny(monkeypatch, "fashion-mnist", {"train": arrays["train"], "test": make_split(4, (1, 28, 28), 10, 9)})
+    with pytest.raises(ChecksumError, match="from Debian package file dataset-fashion-mnist_0.1-1_all.deb"):
+        load_dataset("fashion-mnist", "test")
+    assert not sources.cache_file("fashion-mnist", "test").exists()
+
+
+def test_debian_package_file_needs_download(tmp_path, monkeypatch):
+    arrays = {"train": make_split(6, (1, 28, 28), 10, 0), "test": make_split(4, (1, 28, 28), 10, 1)}
+    _, log = _fake_apt(tmp_path, monkeypatch, arrays)
+    with pytest.raises(DataNotFoundError, match=r"package file \(apt-get download, no install\) \(skipped: download"):
+        load_dataset("fashion-mnist", "test", download=False)
+    assert not log.exists()
+
+
 # ------------------------------------------------------------------------------------ the chain
 
 
@@ -325,7 +390,8 @@ def test_each_source_is_used_only_when_the_earlier_ones_have_nothing(tmp_path, m
     with pytest.raises(DataNotFoundError) as e:
         load_dataset("fashion-mnist", "test")
     msg = str(e.value)
-    places = ["no --root or $CONVSCOPE_DATA", f"the cache {cache}", f"the mirror {base}", str(tmp_path / "gone")]
+    places = ["no --root or $CONVSCOPE_DATA", f"the cache {cache}", f"the mirror {base}", str(tmp_path / "gone"),
+              "Debian's dataset-fashion-mnist package file (apt-get download, no install) (apt-get download failed"]
     assert [msg.index(p) for p in places] == sorted(msg.index(p) for p in places)
 
 
