@@ -24,6 +24,7 @@ import torch
 from convscope.config import TrainConfig
 from convscope.data import load_dataset
 from convscope.data.sources import cache_root
+from convscope.errors import DataNotFoundError
 from convscope.models import create_model
 from convscope.train.loop import fit
 
@@ -110,11 +111,14 @@ def tiny_data() -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, 
 
 @pytest.fixture(scope="session")
 def mnist_small() -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
-    """600 training and 200 test MNIST digits (class-balanced, seed 0); skipped when MNIST is absent."""
+    """600 training and 200 test MNIST digits (class-balanced, seed 0); skipped only when MNIST is nowhere.
+
+    Any other error (a checksum mismatch, an unreadable cache file, a bug) fails the tests that use it.
+    """
     try:
         train = load_dataset("mnist", "train").subset(600, seed=0)
         test = load_dataset("mnist", "test").subset(200, seed=0)
-    except Exception as e:  # noqa: BLE001 - any failure to get the data means: not on this machine
+    except DataNotFoundError as e:
         pytest.skip(f"MNIST is not available: {e}")
     return train.tensors(), test.tensors()
 

@@ -58,6 +58,7 @@ def test_full_size_data_with_wrong_checksum_raises(tmp_path):
     write_idx(tmp_path / "t10k-labels-idx1-ubyte", np.zeros(10000, np.uint8))
     with pytest.raises(ChecksumError) as e:
         load_dataset("mnist", "test", root=tmp_path, download=False)
+    assert not isinstance(e.value, DataNotFoundError)  # bad data is never "absent": tests must not skip on it
     msg = str(e.value)
     assert str(tmp_path) in msg and sources.SPECS["mnist"].sha256["test"] in msg and "replace the files" in msg
     assert not sources.cache_file("mnist", "test").exists()
@@ -432,8 +433,9 @@ def test_unknown_name_suggests_a_close_match():
 
 
 def test_unknown_split_is_a_data_error():
-    with pytest.raises(DataError, match="'validation'.*'train' or 'test'"):
+    with pytest.raises(DataError, match="'validation'.*'train' or 'test'") as e:
         load_dataset("mnist", "validation")
+    assert not isinstance(e.value, DataNotFoundError)  # a mistake, not absent data: tests must not skip on it
 
 
 def test_unwritable_cache_warns_but_loads(tmp_path, monkeypatch):
