@@ -22,7 +22,7 @@ from torch import nn
 from convscope.config import TrainConfig, from_dict, to_dict
 from convscope.data import load_dataset
 from convscope.errors import RunDirError
-from convscope.hooks import activations, conv_layers, conv_weight
+from convscope.hooks import activations, conv_layers, conv_weight, eval_mode, model_device
 from convscope.io import read_json, read_jsonl, save_npz, write_json
 from convscope.models import create_model
 from convscope.models.summary import summarize
@@ -108,9 +108,10 @@ def train_run(cfg: TrainConfig, out_dir: str | Path, *, resume: bool = False, ov
         history, trained = read_jsonl(out_dir / "metrics.jsonl"), False
         train_seconds = ckpt.extra.get("train_seconds", 0.0)
     else:
-        fit_result: FitResult = fit(model, (x_train, y_train), (x_test, y_test), cfg, out_dir,
+        fit_result: FitResult = fit(model, (x_train, y_train), (x_test, y_test), cfg, out_dir=out_dir,
                                     resume=resume, provenance=provenance, progress=progress)
         history, trained, train_seconds = fit_result.history, True, fit_result.train_seconds
+        model.eval()  # the run's own model, handed back ready to use, as a reused one is
 
     write_atlas_inputs(model, out_dir, x_test, y_test, data_info["classes"])
     write_json(out_dir / "run.json", {
@@ -123,7 +124,10 @@ def train_run(cfg: TrainConfig, out_dir: str | Path, *, resume: bool = False, ov
 
 def write_atlas_inputs(model: nn.Module, out_dir: Path, x_test: torch.Tensor, y_test: torch.Tensor,
                        classes: list[str], n: int = ATLAS_SAMPLES) -> None:
-    """Save the model summary and, for a few test images, every conv layer's filters and maps."""
+    """Save the model summary and, for a few test images, every conv layer's filters and maps.
+
+    The model runs in eval mode; each module's own mode is restored.
+    """
     input_shape = tuple(x_test.shape[1:])
     write_json(out_dir / "summary.json", summarize(model, input_shape).to_dict())
     names = conv_layers(model)
@@ -131,8 +135,8 @@ def write_atlas_inputs(model: nn.Module, out_dir: Path, x_test: torch.Tensor, y_
     picks = [int((y_test == c).nonzero()[0]) for c in range(n) if (y_test == c).any()]
     x = x_test[picks]
     acts = activations(model, x, names)
-    with torch.no_grad():
-        preds = model.eval()(x.to(next(model.parameters()).device)).argmax(1).cpu()
+    with torch.no_grad(), eval_mode(model):
+        preds = model(x.to(model_device(model))).argmax(1).cpu()
     arrays: dict[str, np.ndarray] = {"images": x.cpu().numpy(), "labels": y_test[picks].cpu().numpy(),
                                      "preds": preds.numpy()}
     for name in names:

@@ -5,14 +5,14 @@ from convscope.config import TrainConfig
 from convscope.errors import CheckpointError
 from convscope.models import create_model
 from convscope.train.checkpoint import load_checkpoint, restore, save_checkpoint
-from convscope.train.loop import evaluate, fit, lr_at
+from convscope.train.loop import fit, lr_at
 
 
 def _trained(tmp_path, tiny_data, epochs=1):
     torch.manual_seed(0)
     model = create_model("lenet5")
     cfg = TrainConfig(epochs=epochs, batch_size=64, lr=0.005)
-    fit(model, *tiny_data, cfg, tmp_path, progress=False)
+    fit(model, *tiny_data, cfg, out_dir=tmp_path, progress=False)
     return model, cfg
 
 
@@ -75,12 +75,6 @@ def test_one_cycle_schedule_shape():
     assert max(lrs) == pytest.approx(0.01) and lrs.index(max(lrs)) == 25
     assert lrs[-1] == pytest.approx(0.01 / 1e4)
     assert lr_at(TrainConfig(lr=0.3, schedule="constant"), 50, 101) == 0.3
-
-
-def test_evaluate_restores_train_mode(tiny_data):
-    model = create_model("lenet5").train()
-    out = evaluate(model, *tiny_data[1])
-    assert model.training and 0.0 <= out["acc"] <= 1.0 and out["loss"] > 0
 
 
 def test_fit_learns_the_planted_task(tiny_data):
