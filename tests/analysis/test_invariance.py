@@ -3,6 +3,7 @@ import torch
 from torch import nn
 
 from convscope.analysis.invariance import hflip, invariance_scores, rotate, translate
+from convscope.errors import UserError
 
 
 class _GlobalSum(nn.Module):
@@ -66,3 +67,10 @@ def test_batching_does_not_change_the_scores():
     for family, inv in whole["layer"].items():
         assert pieces["layer"][family].score == pytest.approx(inv.score, rel=1e-12)
         assert pieces["layer"][family].local_rate == pytest.approx(inv.local_rate, rel=1e-12, nan_ok=True)
+
+
+@pytest.mark.parametrize("layer", ["layer.1", "layer.2"])  # a Flatten's (N, C·h·w), a Linear's (N, C)
+def test_a_non_spatial_layer_is_refused(layer):
+    model = _Bank(nn.Sequential(nn.Conv2d(1, 4, 3), nn.Flatten(), nn.Linear(4 * 8 * 8, 5)))
+    with pytest.raises(UserError, match=rf"'{layer}' puts out shape \(20, \d+\), not \(N, C, h, w\)"):
+        invariance_scores(model, torch.randn(20, 1, 10, 10), ["layer.0", layer])
