@@ -26,6 +26,10 @@ class InputShapeError(UserError, ValueError):
     """A tensor whose shape does not fit the model."""
 
 
+class LayerReuseError(UserError, RuntimeError):
+    """A layer asked for by name that runs more than once per forward pass, so it has no one output."""
+
+
 class DataError(UserError):
     """A dataset that cannot be found, read, or verified."""
 

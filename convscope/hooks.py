@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from convscope.errors import unknown_name
+from convscope.errors import LayerReuseError, unknown_name
 
 
 def get_layer(model: nn.Module, name: str) -> nn.Module:
@@ -71,7 +71,7 @@ def record(model: nn.Module, names: list[str], detach: bool = True) -> Iterator[
     after the layer) cannot change it; with `detach=False` the clone stays in the autograd graph and
     gradients flow back through it into the layer (what feature visualisation needs). A module that
     runs more than once per forward pass (a reused ReLU) would make "its output" ambiguous, so that
-    raises instead of silently keeping one of the calls.
+    raises `LayerReuseError` instead of silently keeping one of the calls.
     """
     modules = {n: get_layer(model, n) for n in names}
     acts: dict[str, torch.Tensor] = {}
@@ -82,7 +82,10 @@ def record(model: nn.Module, names: list[str], detach: bool = True) -> Iterator[
         def hook(_module: nn.Module, _inputs: tuple, output: torch.Tensor) -> None:
             calls[name] = calls.get(name, 0) + 1
             if calls[name] > 1:
-                raise RuntimeError(f"layer {name!r} runs more than once per forward pass; record a layer used once")
+                raise LayerReuseError(
+                    f"Layer {name!r} runs more than once per forward pass (one module called twice, as a residual "
+                    "block's shared ReLU), so it has no one output: record layers that run once, which "
+                    "representation_layers(model, x) lists, or give each call its own module.")
             acts[name] = output.detach().clone() if detach else output.clone()
         return hook
 
