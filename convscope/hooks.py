@@ -37,6 +37,14 @@ def model_device(model: nn.Module, default: torch.device | str = "cpu") -> torch
     return torch.device(default)
 
 
+def model_dtype(model: nn.Module, default: torch.dtype = torch.float32) -> torch.dtype:
+    """The dtype of the model's first floating-point parameter or buffer (`default` for a model with none)."""
+    for t in (*model.parameters(), *model.buffers()):
+        if t.is_floating_point():
+            return t.dtype
+    return default
+
+
 def conv_layers(model: nn.Module) -> list[str]:
     """Dotted names of the model's 2-D convolutions, in registration (= forward, for our zoo) order.
 
@@ -120,12 +128,15 @@ def trace_modules(model: nn.Module, pre: Callable[[nn.Module, tuple], None],
 
 
 def activations(model: nn.Module, x: torch.Tensor, names: list[str]) -> dict[str, torch.Tensor]:
-    """Outputs of the named layers for input `x`, computed in eval mode without gradients."""
+    """Outputs of the named layers for input `x`, computed in eval mode without gradients.
+
+    `x` is moved to the model's device; its dtype is the caller's (a float64 model takes float64 images).
+    """
     device = model_device(model, default=x.device)
     with torch.no_grad(), eval_mode(model), record(model, names) as acts:
         model(x.to(device))
     return dict(acts)
 
 
-__all__ = ["activations", "conv_layers", "conv_weight", "eval_mode", "get_layer", "model_device", "record",
-           "trace_modules"]
+__all__ = ["activations", "conv_layers", "conv_weight", "eval_mode", "get_layer", "model_device", "model_dtype",
+           "record", "trace_modules"]

@@ -3,7 +3,10 @@ import pytest
 import torch
 
 from convscope.analysis.pairing import pairing, pairing_by_layer, random_pairing
+from convscope.errors import UserError
 from convscope.models import create_model
+from tests.untouched import assert_untouched, snapshot
+from tests.usermodels import user_model
 
 
 def test_planted_antipodal_pairs_have_mu_minus_one():
@@ -44,3 +47,13 @@ def test_every_conv_layer_of_any_model_and_the_model_is_untouched():
 def test_one_filter_cannot_be_paired():
     with pytest.raises(ValueError, match="at least 2"):
         pairing(torch.randn(1, 3, 3, 3))
+
+
+@pytest.mark.parametrize("layer", ["stem.1", "block.relu", "fc"])  # BatchNorm, ReLU, Linear
+def test_a_layer_that_is_not_a_convolution_is_refused(layer):
+    model = user_model()
+    before = snapshot(model)
+    with pytest.raises(UserError, match=rf"'{layer}' is a \w+, not a convolution.*stem.0, block.conv1"):
+        pairing_by_layer(model, [layer])
+    assert list(pairing_by_layer(model)) == ["stem.0", "block.conv1", "block.conv2", "conv"]
+    assert_untouched(model, before)

@@ -13,6 +13,8 @@ from torch import nn
 from convscope.errors import InputShapeError
 from convscope.models import create_model
 from convscope.models.summary import LayerRow, Summary, summarize
+from tests.untouched import assert_untouched, snapshot
+from tests.usermodels import USER_INPUT, user_model
 
 
 def meta_model(name: str, **kwargs: object) -> nn.Module:
@@ -147,3 +149,18 @@ def test_user_model_with_functional_ops() -> None:
     assert rows["pool"].rf == 5 + 1 and rows["pool"].jump == 2  # widest branch (two 3×3) then 2×2 pool
     assert rows["fc"].rf == 8
     assert summarize(TwoBranch(), input_shape=(1, 8, 8)).depth == 3  # long branch (2) + fc
+
+
+@pytest.mark.parametrize("shape, words", [
+    ((1, 28, 28), r"UserNet does not run on one input of shape \(1, 28, 28\) \(.*channels.*\); pass the input_shape"),
+    ((3, 32), r"UserNet does not run on one input of shape \(3, 32\)"),
+    ((3, 0, 32), r"positive whole numbers, got \(3, 0, 32\)"),
+    ((3, 32.5, 32), r"positive whole numbers"),
+])
+def test_a_shape_a_user_model_cannot_take_is_a_user_error(shape, words) -> None:
+    model = user_model()
+    before = snapshot(model)
+    with pytest.raises(InputShapeError, match=words):
+        summarize(model, input_shape=shape)
+    assert_untouched(model, before)
+    assert summarize(model, input_shape=USER_INPUT).rows[-1].output_shape == (10,)
