@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from convscope.config import TrainConfig, from_dict, to_dict
-from convscope.errors import UserError
+from convscope.errors import ArgumentError, UserError
 from convscope.hooks import eval_mode, model_device
 from convscope.io import append_jsonl, atomic_write_text, read_jsonl
 from convscope.train.checkpoint import has_checkpoint, load_checkpoint, restore, save_checkpoint
@@ -152,7 +152,7 @@ def _recipe(cfg: TrainConfig | None, recipe: dict[str, Any]) -> TrainConfig:
     cfg = cfg if cfg is not None else TrainConfig()
     wrong = sorted(set(recipe) - set(RECIPE_FIELDS))
     if wrong:
-        raise UserError(f"fit does not take {', '.join(map(repr, wrong))}: its recipe keywords are "
+        raise ArgumentError(f"fit does not take {', '.join(map(repr, wrong))}: its recipe keywords are "
                         f"{', '.join(RECIPE_FIELDS)} (the model, data and device are the caller's).")
     if recipe:
         cfg = from_dict(TrainConfig, {**to_dict(cfg), **recipe})

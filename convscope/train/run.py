@@ -21,10 +21,10 @@ from torch import nn
 
 from convscope.config import TrainConfig, from_dict, to_dict
 from convscope.data import load_dataset
-from convscope.errors import RunDirError
+from convscope.errors import RunDirError, UserError
 from convscope.hooks import activations, conv_layers, conv_weight, eval_mode, model_device
 from convscope.io import read_json, read_jsonl, save_npz, write_json
-from convscope.models import create_model
+from convscope.models import create_model, model_kwargs
 from convscope.models.summary import summarize
 from convscope.result import versions
 from convscope.train.checkpoint import has_checkpoint, load_checkpoint, restore
@@ -77,6 +77,7 @@ def train_run(cfg: TrainConfig, out_dir: str | Path, *, resume: bool = False, ov
         >>> outcome.final["test_acc"]
     """
     out_dir = Path(out_dir)
+    _check_model_args(cfg)  # before the data is loaded: a wrong --set fails at once
     config = to_dict(cfg)
     state = _existing_state(out_dir)
     if state is not None and not overwrite:
@@ -156,6 +157,14 @@ def load_run_model(out_dir: str | Path, device: str = "cpu") -> tuple[nn.Module,
                          **cfg.model_args)
     restore(ckpt, model)
     return model.to(device).eval(), cfg
+
+
+def _check_model_args(cfg: TrainConfig) -> None:
+    from_data = sorted({"in_channels", "num_classes"} & set(cfg.model_args))
+    if from_data:
+        raise UserError(f"model_args.{from_data[0]} comes from the dataset ({cfg.data}): leave it out of "
+                        "--set; choose the data with --data.")
+    model_kwargs(cfg.model, cfg.model_args)
 
 
 def _existing_state(out_dir: Path) -> dict[str, Any] | None:
