@@ -39,9 +39,10 @@ def affine_map(model: nn.Module, input_shape: tuple[int, ...], batch_size: int =
         input_shape: one input's shape, e.g. `(1, 28, 28)`.
         batch_size: basis images per forward pass.
         dtype: the precision of the copy the map is computed on.
-        check: compare model(x) with A·vec(x) + b on four seeded standard-normal inputs and raise unless
-            the largest difference is within `rtol` of the largest output; `check=False` for callers that
-            check themselves (`max_affine_error`).
+        check: refuse a model that is not affine: before the map is built, f(x₀ + x₁) against
+            f(x₀) + f(x₁) − f(0) and f(−x₂) against 2f(0) − f(x₂); after, model(x) against A·vec(x) + b on
+            four inputs; all seeded standard-normal, each within `rtol` of the output scale. `check=False`
+            for callers that check themselves (`max_affine_error`).
         rtol: that tolerance, relative to the output scale; default √ε of `dtype` (1.5e-8 in float64),
             far above rounding and far below what any ReLU or max pooling does.
 
@@ -54,8 +55,14 @@ def affine_map(model: nn.Module, input_shape: tuple[int, ...], batch_size: int =
     device = model_device(model)
     net = _copy_as(model, dtype)
     n = math.prod(input_shape)
+    rtol = torch.finfo(dtype).eps ** 0.5 if rtol is None else rtol
+    # A seeded generator of its own: the global random state is the user's.
+    x = torch.randn(4, *input_shape, generator=torch.Generator().manual_seed(0), dtype=dtype).to(device)
     with eval_mode(net):
         b = net(torch.zeros(1, *input_shape, dtype=dtype, device=device)).flatten(1)[0]
+        if check:  # superposition first: a few passes refuse a nonlinear net before the n passes of the map
+            f = net(torch.cat((x[:3], x[:1] + x[1:2], -x[2:3]))).flatten(1)  # f(x0), f(x1), f(x2), f(x0+x1), f(−x2)
+            _refuse_unless_close(net, f[3:], torch.stack((f[0] + f[1] - b, 2 * b - f[2])), b, rtol)
         cols = []
         for start in range(0, n, batch_size):
             idx = torch.arange(start, min(start + batch_size, n), device=device)
@@ -64,21 +71,19 @@ def affine_map(model: nn.Module, input_shape: tuple[int, ...], batch_size: int =
             cols.append(net(basis.view(-1, *input_shape)).flatten(1) - b)  # (batch, outputs)
         A = torch.cat(cols).T.contiguous()  # (outputs, n)
         if check:
-            _check_affine(net, A, b, input_shape, torch.finfo(dtype).eps ** 0.5 if rtol is None else rtol)
+            _refuse_unless_close(net, net(x).flatten(1), x.flatten(1) @ A.T + b, b, rtol)
     return A, b
 
 
-def _check_affine(net: nn.Module, A: torch.Tensor, b: torch.Tensor, input_shape: tuple[int, ...],
-                  rtol: float) -> None:
-    # A seeded generator of its own: the global random state is the user's.
-    x = torch.randn(4, *input_shape, generator=torch.Generator().manual_seed(0), dtype=A.dtype).to(A.device)
-    out = net(x).flatten(1)  # (4, outputs)
-    err = float((out - (x.flatten(1) @ A.T + b)).abs().max())
-    scale = max(float(out.abs().max()), float(b.abs().max()), torch.finfo(A.dtype).tiny)
+def _refuse_unless_close(net: nn.Module, out: torch.Tensor, pred: torch.Tensor, b: torch.Tensor,
+                         rtol: float) -> None:
+    """Raise unless max |out − pred| is within `rtol` of the outputs' scale."""
+    err = float((out - pred).abs().max())
+    scale = max(float(out.abs().max()), float(pred.abs().max()), float(b.abs().max()), torch.finfo(b.dtype).tiny)
     if not err <= rtol * scale:  # also catches NaN
-        raise UserError(f"{type(net).__name__} is not affine: on random inputs its outputs differ from the map's "
-                        f"by {err:.3g}, against outputs of size {scale:.3g}; remove its nonlinearities (activations, "
-                        "max pooling), or pass check=False and measure the error with max_affine_error.")
+        raise UserError(f"{type(net).__name__} is not affine: on random inputs its outputs differ from an affine "
+                        f"map's by {err:.3g}, against outputs of size {scale:.3g}; remove its nonlinearities "
+                        "(activations, max pooling), or pass check=False and measure the error with max_affine_error.")
 
 
 @torch.no_grad()
