@@ -5,17 +5,19 @@ from torch import nn
 from convscope.analysis.linearity import affine_map, max_affine_error
 from convscope.errors import UserError
 from convscope.models import create_model
+from tests.untouched import assert_untouched, snapshot
 from tests.usermodels import USER_INPUT, user_model
 
 
 def test_lenet_without_activations_is_one_affine_map():
     torch.manual_seed(0)
     model = create_model("lenet5", activation="none", pool="avg")
+    x = torch.rand(16, 1, 28, 28)
+    before = snapshot(model)
     A, b = affine_map(model, (1, 28, 28))
     assert A.shape == (10, 784) and b.shape == (10,)
-    x = torch.rand(16, 1, 28, 28)
     assert max_affine_error(model, A, b, x) <= 1e-5
-    assert next(model.parameters()).dtype == torch.float32 and model.training  # the user's model is untouched
+    assert_untouched(model, before)  # computed on a float64 copy: the user's float32 model is untouched
 
 
 @pytest.mark.parametrize("kwargs", [{"activation": "relu", "pool": "avg"}, {"activation": "none", "pool": "max"}])

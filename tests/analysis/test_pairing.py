@@ -34,14 +34,13 @@ def test_random_baseline_is_seeded_and_near_zero():
 
 def test_every_conv_layer_of_any_model_and_the_model_is_untouched():
     model = create_model("allconv-c", in_channels=1, width=0.25)
-    before = {k: v.clone() for k, v in model.state_dict().items()}
+    before = snapshot(model)
     stats = pairing_by_layer(model)
     assert list(stats) == [n for n, _ in model.named_modules() if isinstance(_, torch.nn.Conv2d)]
     s = stats["features.conv1"].summary()
     assert set(s) >= {"mu_mean", "mu_median", "frac_below_minus_half", "mu_mean_random"}
     assert all(np.all((p.mu >= -1 - 1e-9) & (p.mu <= 1 + 1e-9)) for p in stats.values())
-    for k, v in model.state_dict().items():
-        assert torch.equal(v, before[k])
+    assert_untouched(model, before)
 
 
 def test_one_filter_cannot_be_paired():

@@ -96,28 +96,21 @@ def test_to_dict_and_table() -> None:
     assert "depth 5" in str(summary)
 
 
-def no_hooks(model: nn.Module) -> bool:
-    return all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
-
-
 def test_model_left_unchanged() -> None:
     model = create_model("lenet5")
     model.train()
     model.classifier.eval()
-    before = {n: p.clone() for n, p in model.state_dict().items()}
+    before = snapshot(model)
     summarize(model)
-    assert no_hooks(model)
-    assert model.training and model.features.training and not model.classifier.training
-    assert not model.classifier.fc1.training
-    after = model.state_dict()
-    assert all(torch.equal(before[n], after[n]) for n in before)
+    assert_untouched(model, before)
 
 
 def test_hooks_removed_and_mode_restored_on_error() -> None:
     model = create_model("lenet5").train()
+    before = snapshot(model)
     with pytest.raises(InputShapeError, match="28×28"):
         summarize(model, input_shape=(1, 32, 32))
-    assert no_hooks(model) and all(m.training for m in model.modules())
+    assert_untouched(model, before)
 
 
 def test_needs_an_input_shape() -> None:
