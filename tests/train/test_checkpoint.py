@@ -9,14 +9,14 @@ from convscope.config import TrainConfig
 from convscope.errors import CheckpointError
 from convscope.models import create_model
 from convscope.train.checkpoint import load_checkpoint, restore, save_checkpoint
-from convscope.train.loop import evaluate, fit, lr_at
+from convscope.train.loop import fit, lr_at
 
 
 def _trained(tmp_path, tiny_data, epochs=1):
     torch.manual_seed(0)
     model = create_model("lenet5")
     cfg = TrainConfig(epochs=epochs, batch_size=64, lr=0.005)
-    fit(model, *tiny_data, cfg, tmp_path, progress=False)
+    fit(model, *tiny_data, cfg, out_dir=tmp_path, progress=False)
     return model, cfg
 
 
