@@ -9,7 +9,7 @@ from convscope.config import TrainConfig
 from convscope.errors import CheckpointError
 from convscope.models import create_model
 from convscope.train.checkpoint import load_checkpoint, restore, save_checkpoint
-from convscope.train.loop import fit, lr_at
+from convscope.train.loop import evaluate, fit, lr_at
 
 
 def _trained(tmp_path, tiny_data, epochs=1):
