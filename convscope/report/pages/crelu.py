@@ -21,10 +21,14 @@ LEARNED, RANDOM = "#1f77b4", "#9aa0a6"
 
 
 def pairing_histograms(title: str, mu: Mapping[str, np.ndarray], mu_random: Mapping[str, np.ndarray]) -> bytes:
-    """One panel per layer: the histogram of μ for the learned filters against random Gaussian ones."""
+    """One panel per layer, four to a row: the histogram of μ for the learned filters against random ones."""
     names = list(mu)
-    fig = MplFigure(figsize=(2.6 * max(len(names), 1) + 0.6, 2.8), layout="constrained")
-    axes = np.atleast_1d(fig.subplots(1, max(len(names), 1), sharey=False))
+    cols = min(max(len(names), 1), 4)
+    rows = -(-max(len(names), 1) // cols)  # ceil
+    fig = MplFigure(figsize=(2.6 * cols + 0.6, 0.4 + 2.4 * rows), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(rows, cols, sharey=False)).ravel()
+    for ax in axes[len(names):]:
+        ax.axis("off")
     bins = np.linspace(-1, 1, 41)
     for ax, name in zip(axes, names, strict=False):
         ax.hist(mu_random[name], bins=bins, color=RANDOM, alpha=0.7, label="random")
@@ -249,8 +253,9 @@ class CReLUPage(ExperimentPage):
         if pictures is None or not isinstance(rows, list) or len(rows) != len(pictures) or pictures.ndim not in (4, 5):
             return None
         return Figure("Test images (top row) reconstructed from conv1's CReLU features: learned against random "
-                      "filters, without and with a 3×3/2 max pooling. Without pooling the learned filters give "
-                      "the image back almost whole; pooling keeps only the switch positions.",
+                      "filters, without and with a 3×3/2 max pooling. CReLU keeps both phases of every filter, "
+                      "so the features hold most of the image; what pooling (only the switch positions are "
+                      "known) and random filters lose shows as blur and missing detail.",
                       reconstructions(dict(zip(rows, pictures, strict=True))))
 
 

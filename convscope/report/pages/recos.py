@@ -272,15 +272,17 @@ class RecosPage(ExperimentPage):
 
     def summary(self, r: Result) -> str:
         acc = {k: _mean(r, k) for k in ("acc_original", "acc_inverted", "acc_negated_original", "acc_negated_inverted",
-                                        "both_polarity_acc_original", "both_polarity_acc_inverted", "acc_linear")}
+                                        "both_polarity_acc_original", "both_polarity_acc_inverted",
+                                        "crelu_first_acc_inverted", "acc_linear")}
         out = []
         if acc["acc_original"] is not None and acc["acc_inverted"] is not None:
             n = len(r.by_seed.get("acc_original") or [0])
             drop = acc["acc_original"] - acc["acc_inverted"]
             how = "but only" if drop > 0.2 else "and"
+            seeds = f"mean of {n} seeds" if n > 1 else "one seed"
             out.append(f"The trained LeNet-5 scores {_pct(acc['acc_original'])} on the original MNIST test digits "
-                       f"{how} {_pct(acc['acc_inverted'])} on grey-inverted ones (mean of {n} seed"
-                       f"{'s' if n > 1 else ''}; Kuo: 98.94 % and 37.36 %).")
+                       f"{how} {_pct(acc['acc_inverted'])} on grey-inverted ones ({seeds}; Kuo: 98.94 % and "
+                       "37.36 %).")
         mismatches = r.metrics.get("exact_swap_mismatches")
         if isinstance(mismatches, int) and acc["acc_negated_original"] is not None:
             swap = ("with no prediction changed, as the mathematics says" if mismatches == 0 else
@@ -288,6 +290,9 @@ class RecosPage(ExperimentPage):
             both = (f"; trained on both polarities it scores {_pct(acc['both_polarity_acc_original'])} and "
                     f"{_pct(acc['both_polarity_acc_inverted'])}" if acc["both_polarity_acc_inverted"] is not None
                     else "")
+            if acc["crelu_first_acc_inverted"] is not None:
+                both += (f", and a CReLU first layer trained on originals only {_pct(acc['crelu_first_acc_inverted'])} "
+                         "on inverted ones")
             out.append(f"The exact swap (bias b + ΣW, input padded with 1) exchanges the two accuracies {swap}, while "
                        f"the article's weight-only negation gives {_pct(acc['acc_negated_original'])} on originals and "
                        f"{_pct(acc['acc_negated_inverted'])} on inverted digits{both}.")
@@ -320,8 +325,8 @@ class RecosPage(ExperimentPage):
         png = polarity_bars([label for label, _ in rows], mean, std, published)
         return Figure("Accuracy of each network on original (blue) and grey-inverted (red) test digits, mean ± std "
                       "over seeds; black ticks are Kuo's figures. Look for the trained network's collapse on "
-                      "inverted digits, the exact swap mirroring it bar for bar, and the two remedies keeping both "
-                      "bars high.", png)
+                      "inverted digits, the exact swap mirroring it bar for bar, how far the article's weight-only "
+                      "negation is from that mirror, and whether the two remedies keep both bars high.", png)
 
     def _anchors(self, r: Result) -> Figure | None:
         w = r.arrays.get("conv1_weight_by_seed")

@@ -108,7 +108,8 @@ def test_summary_says_what_the_numbers_say(tmp_path: Path) -> None:
     text = RecosPage().summary(saved(tmp_path / "a"))
     # means of the seeds above, by hand: 99.1 %, 32.0 %, 43.0 %, 96.0 %, 98.8 %, 98.7 %, 92.5 %
     for part in ("99.1 % on the original", "but only 32.0 % on grey-inverted", "2 seeds", "no prediction changed",
-                 "43.0 % on originals and 96.0 % on inverted", "98.8 % and 98.7 %", "is one affine map",
+                 "43.0 % on originals and 96.0 % on inverted", "98.8 % and 98.7 %",
+                 "a CReLU first layer trained on originals only 50.0 % on inverted", "is one affine map",
                  "reaches 92.5 %, against 99.1 %"):
         assert part in text, part
     worse = RecosPage().summary(saved(tmp_path / "b", by_seed(exact_swap_mismatches=[0, 3],
@@ -116,6 +117,8 @@ def test_summary_says_what_the_numbers_say(tmp_path: Path) -> None:
                                                                linear_collapse_max_abs_diff=[1e-6, 0.5])))
     assert "3 predictions changed, where the mathematics says none may" in worse
     assert "and 97.0 % on grey-inverted" in worse and "but only" not in worse
+    assert "(mean of 2 seeds;" in worse and "(one seed;" in RecosPage().summary(saved(tmp_path / "c", {
+        k: v[:1] for k, v in by_seed().items()}))
     assert "is not one affine map after all (deviation up to 0.5)" in worse
 
 
