@@ -56,6 +56,8 @@ DIFFERENCES = [
     "reference iterates a DataLoader with shuffle=True and keeps it",
     "length: convscope's budget (epochs) is fixed in advance, chosen on the validation split; the reference "
     "has no schedule and runs until the target (at most --max-ref-epochs)",
+    "timer: fit's epoch timer starts after it draws the epoch's permutation (about a millisecond); the "
+    "reference's includes the DataLoader's shuffle",
 ]
 
 
