@@ -8,9 +8,10 @@ below the 90 % of chance), which the first recipe failed.
 The study runs through the command line in a child process, whose every `fit` is recorded (a thin
 wrapper around `convscope.train.loop.fit`, installed in the child only): each seed's test error and a
 SHA-256 of its final weights, so two runs can be compared seed by seed and bit for bit. Training
-results depend on the torch thread count and the CPU's instruction set (oneDNN and MKL split their
-reductions by thread and pick kernels by ISA), so both are in the JSON; `--threads N` pins the count
-(the README's figures are from 2 threads on an AVX2 CPU). The JSON object is printed and saved, with
+results depend on the torch thread count, the CPU's instruction set (oneDNN and MKL split their
+reductions by thread and pick kernels by ISA) and the device (`auto` trains on a GPU when there is
+one), so all three are in the JSON; `--threads N` pins the count (the README's figures are from a
+2-core AVX2 CPU, torch's default of 2 threads). The JSON object is printed and saved, with
 the study's result.json and the per-fit records, under `--out` (default runs/bench/crelu_table).
 
 Usage: python benchmarks/crelu_table.py [--threads N] [--out DIR] [--quick]
@@ -58,6 +59,7 @@ def recording_fit(model, train, test, cfg, *args, **kwargs):
     row = {"model": cfg.model, "data": cfg.data, "model_args": cfg.model_args, "seed": cfg.seed,
            "test_acc": result.final.get("test_acc"), "epochs_run": result.epochs_run,
            "train_seconds": result.train_seconds, "threads": torch.get_num_threads(),
+           "device": str(next(model.parameters()).device),
            "weights_sha256": digest.hexdigest()}
     with open(record, "a") as f:
         f.write(json.dumps(row, default=str) + "\n")
@@ -140,7 +142,8 @@ def main(argv: list[str] | None = None) -> int:
     stable = all(s["test_error_pct"] < 60 for row in table.values() for s in row["seeds"])  # chance is 90 %
     result = {
         "benchmark": "crelu_table", "quick": args.quick, **run,
-        "threads": sorted({f["threads"] for f in fits}), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "threads": sorted({f["threads"] for f in fits}), "devices": sorted({f["device"] for f in fits}),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "torch": torch.__version__, "dataset": metrics["dataset"], "width": metrics["width"],
         "seeds": config["seeds"], "test_error_pct": table, "per_seed_matches_result": consistent,
         "readme_test_error_pct": None if args.quick else {v: {"mean": m, "std": s} for v, (m, s) in README.items()},

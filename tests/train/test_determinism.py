@@ -51,3 +51,4 @@ def test_provenance_records_what_can_still_change_the_bits():
     v = versions()
     assert int(v["threads"]) == torch.get_num_threads()
     assert v["cpu_capability"] == torch.backends.cpu.get_cpu_capability() and v["torch"] == torch.__version__
+    assert v["cuda"] == (torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none")
