@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -73,18 +72,33 @@ sys.argv = ["convscope", *argv]
 from convscope.cli import main
 main()
 """
+# Runs the measured command as its child and reports that child's own resource usage.
+WRAPPER = """
+import json, os, subprocess, sys
+proc = subprocess.Popen(sys.argv[2:])
+_, status, usage = os.wait4(proc.pid, 0)
+proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here, so Popen must not wait again
+with open(sys.argv[1], "w") as f:
+    json.dump({"exit_code": proc.returncode, "ru_maxrss": usage.ru_maxrss}, f)
+"""
 
 
 def run_child(cmd: list[str], log: Path) -> dict[str, Any]:
-    """Run `cmd`; its exit code, wall seconds and its own peak RSS (os.wait4 on that one child)."""
+    """Run `cmd`; its exit code, wall seconds and its own peak RSS, read by a small wrapper process
+    (a child forked from this larger process would count this process's peak into its `ru_maxrss`)."""
+    report = log.with_suffix(".rusage.json")
+    report.unlink(missing_ok=True)
     t0 = time.perf_counter()
     with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
-        _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
+        wrapper = subprocess.run([sys.executable, "-c", WRAPPER, str(report), *cmd], stdout=out,
+                                 stderr=subprocess.STDOUT)
+    seconds = round(time.perf_counter() - t0, 1)
+    if not report.exists():
+        return {"exit_code": wrapper.returncode, "seconds": seconds, "peak_rss_mib": None}
+    usage = json.loads(report.read_text())
     scale = 1 if sys.platform == "darwin" else 1024
-    return {"exit_code": proc.returncode, "seconds": round(time.perf_counter() - t0, 1),
-            "peak_rss_mib": round(usage.ru_maxrss * scale / 2**20, 1)}
+    return {"exit_code": usage["exit_code"], "seconds": seconds,
+            "peak_rss_mib": round(usage["ru_maxrss"] * scale / 2**20, 1)}
 
 
 def per_variant(config: dict[str, Any], fits: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:

@@ -23,9 +23,13 @@ def bench():
 def test_each_run_reports_its_own_peak(bench, tmp_path):
     big = bench.run_measured([sys.executable, "-c", "b = bytearray(300 * 2**20); b[::4096] = b'x' * len(b[::4096])"],
                              tmp_path / "big.log")
+    # This process's own high-water mark must not leak into the child's either (it would, forked from here).
+    ballast = bytearray(400 * 2**20)
+    ballast[::4096] = b"x" * len(ballast[::4096])
     small = bench.run_measured([sys.executable, "-c", "pass"], tmp_path / "small.log")
+    del ballast
     assert big["exit_code"] == small["exit_code"] == 0
-    assert big["peak_rss_mib"] >= 300 > small["peak_rss_mib"]  # not the earlier child's peak carried over
+    assert big["peak_rss_mib"] >= 300 and small["peak_rss_mib"] < 100  # not an earlier child's peak, nor ours
     assert bench.run_measured([sys.executable, "-c", "raise SystemExit(3)"], tmp_path / "x.log")["exit_code"] == 3
 
 
