@@ -5,9 +5,9 @@ Both sides train the same LeNet-5 (`create_model("lenet5")`, same initialisation
 thread count, and flush-denormal switched on during training and off after it (`fit` does this; the
 reference loop here does the same). Both are timed by one rule, per seed: the training seconds
 (evaluation excluded) until the first check at which the 10k test accuracy is at least 99.0 %, with
-checks at the end of every epoch on both sides (fit evaluates at epoch ends; see the report of
-issue #9 for the `on_step` hook that quarter-epoch checks would need). A side reaches the target only
-if every seed does; its time is the mean over the seeds.
+checks at the end of every epoch on both sides (fit evaluates at epoch ends; checks every quarter
+epoch would need a per-step callback in fit). A side reaches the target only if every seed does; its
+time is the mean over the seeds.
 
 - reference: the loop most tutorials write: a DataLoader over the tensors, batch 64, Adam at 1e-3,
   no schedule, no label smoothing, up to `--max-ref-epochs` epochs.
@@ -20,7 +20,7 @@ Goal (issue 2): every seed to 99.0 % in at most 15 s, and at least 4x faster tha
 The JSON lists every difference between the two sides that is left in.
 
 Usage: python benchmarks/train_speed.py [--seeds 0 1 2] [--threads N] [--quick]
-`--quick` is a smoke run on a few thousand images (its timings and `met` mean nothing).
+`--quick` is a smoke run on 1500 images (its timings and `met` mean nothing).
 Prints one JSON object.
 """
 
