@@ -117,13 +117,34 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
 
 
 def versions() -> dict[str, str]:
-    """Versions of Python and of the libraries a result depends on."""
+    """Versions of Python and of the libraries a result depends on, and what else changes its bits.
+
+    Training is bit-for-bit a function of the seed within one process (tests/train/test_determinism.py),
+    but between machines and processes the torch thread count, the CPU's instruction set and a GPU that
+    `device="auto"` picks can change the results (oneDNN and MKL split reductions by thread and choose
+    kernels by ISA), and after many steps a different bit becomes a different figure: so they are
+    recorded too.
+    """
     out = {"python": sys.version.split()[0], "platform": platform.platform(), "numpy": np.__version__,
-           "convscope": __version__}
+           "convscope": __version__, "cpu": _cpu_name()}
     torch = sys.modules.get("torch")  # read, not imported: the report layer loads Results without torch
     if torch is not None:
-        out.update(torch=torch.__version__, threads=str(torch.get_num_threads()))
+        out.update(torch=torch.__version__, threads=str(torch.get_num_threads()),
+                   cpu_capability=torch.backends.cpu.get_cpu_capability(),
+                   # device="auto" trains here when there is one (cuDNN, TF32: other numerics again)
+                   cuda=torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none")
     return out
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def provenance(config: Any, seeds: Sequence[int], data: Mapping[str, Any] | None, started: float,
