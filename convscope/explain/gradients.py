@@ -53,7 +53,8 @@ class InputXGradient(Attribution):
 
 
 def quadrature(method: str, steps: int) -> tuple[np.ndarray, np.ndarray]:
-    """Points α in [0, 1] and weights summing to 1 of an integral over [0, 1] (Captum's rules)."""
+    """Points α in [0, 1] and weights summing to 1 of an integral over [0, 1] (Captum's rules, with the
+    trapezoid rule's weights corrected)."""
     if steps < 1 or (method != "gausslegendre" and steps < 2):
         raise UserError(f"steps must be at least {1 if method == 'gausslegendre' else 2} for {method}, not {steps}.")
     n = steps
@@ -61,7 +62,9 @@ def quadrature(method: str, steps: int) -> tuple[np.ndarray, np.ndarray]:
         nodes, weights = np.polynomial.legendre.leggauss(n)
         return 0.5 * (nodes + 1), 0.5 * weights
     if method == "riemann_trapezoid":
-        w = np.full(n, 1 / n)
+        # n points 1/(n − 1) apart, the ends weighted by half. (Captum weights them 1/n, which sums to
+        # 1 − 1/n and scales its trapezoid attributions by (n − 1)/n, breaking completeness.)
+        w = np.full(n, 1 / (n - 1))
         w[[0, -1]] /= 2
         return np.linspace(0, 1, n), w
     if method == "riemann_left":
