@@ -173,18 +173,23 @@ def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
     mapped = from_torchvision(state, model)
     state = mapped if mapped is not None else state
     ours = model.state_dict()
-    for key, value in state.items():
-        if key not in ours:
-            raise UserError(f"{path} has weights {key!r} {tuple(value.shape)} that the model has no place for "
-                            f"(it expects e.g. {next(iter(ours))!r}): the file is for another model.")
-        if ours[key].shape != value.shape:
-            raise UserError(f"{path} has {key!r} of shape {tuple(value.shape)} where the model has "
-                            f"{tuple(ours[key].shape)}: build the model with the settings the weights were "
-                            "trained with (e.g. --set num_classes=…).")
+    extra = [k for k in state if k not in ours]
+    shapes = [k for k in state if k in ours and ours[k].shape != state[k].shape]
     missing = [k for k in ours if k not in state and not k.endswith("num_batches_tracked")]
-    if missing:
-        raise UserError(f"{path} lacks the model's {missing[0]!r} {tuple(ours[missing[0]].shape)} "
-                        f"({len(missing)} missing in all): the file is for another model.")
+    if extra or shapes or missing:
+        if shapes:
+            k = shapes[0]
+            first = f"its {k!r} has shape {tuple(state[k].shape)} where the model has {tuple(ours[k].shape)}"
+        elif extra:
+            first = f"it has {extra[0]!r} {tuple(state[extra[0]].shape)}, for which the model has no place"
+        else:
+            first = f"it lacks the model's {missing[0]!r} {tuple(ours[missing[0]].shape)}"
+        only_head = not extra and not missing and len(shapes) <= 2 and all(k.startswith(shapes[0].rsplit(".", 1)[0])
+                                                                          for k in shapes)
+        hint = ("build the model with the settings the weights were trained with (e.g. --set num_classes=…)"
+                if only_head else f"{len(extra) + len(shapes) + len(missing)} weights differ, so the file is for "
+                "another model")
+        raise UserError(f"{path} does not fit the model: {first}; {hint}.")
     model.load_state_dict(state, strict=False)
     return model
 

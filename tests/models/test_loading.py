@@ -77,10 +77,11 @@ def test_unsafe_or_unfit_weights_are_refused(tmp_path):
         read_state_dict(tmp_path / "evil.pt")
     state = create_model("lenet5", num_classes=5).state_dict()
     torch.save(state, tmp_path / "five.pt")
-    with pytest.raises(UserError, match=r"'classifier.fc3.weight' of shape \(5, 84\) where the model has \(10, 84\)"):
+    head = r"'classifier.fc3.weight' has shape \(5, 84\) where the model has \(10, 84\).*num_classes"
+    with pytest.raises(UserError, match=head):
         load_weights(create_model("lenet5"), tmp_path / "five.pt")
     torch.save(create_model("allconv-c", width=0.125).state_dict(), tmp_path / "allconv.pt")
-    with pytest.raises(UserError, match="has no place for"):
+    with pytest.raises(UserError, match=r"'features.conv1.weight' has shape \(12, 3, 3, 3\) .* for another model"):
         load_weights(create_model("lenet5"), tmp_path / "allconv.pt")
     with pytest.raises(UserError, match="does not exist"):
         read_state_dict(tmp_path / "missing.pt")
