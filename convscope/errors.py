@@ -30,6 +30,13 @@ class DataError(UserError):
     """A dataset that cannot be found, read, or verified."""
 
 
+class DataNotFoundError(DataError):
+    """A dataset that is nowhere convscope looked (the message lists the places and how to provide it).
+
+    The one data error that means "absent": a test may skip on it, never on the others.
+    """
+
+
 class ChecksumError(DataError):
     """Files whose decoded contents do not match the pinned checksum."""
 

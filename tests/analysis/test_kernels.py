@@ -15,7 +15,6 @@ from convscope.analysis.kernels import (
     planted_conv,
     sobel_x,
     sobel_y,
-    stack_kernels,
 )
 from convscope.data.images import sample_image
 
@@ -55,8 +54,18 @@ def test_kernel_conventions():
 def test_plant_sums_over_input_channels_and_checks_sizes():
     conv = torch.nn.Conv2d(3, 2, 5, bias=True)
     plant(conv, [sobel_x(), laplacian()], bias=0.5)
-    np.testing.assert_array_equal(conv.weight[0, 2].detach().numpy(), stack_kernels([sobel_x(), np.zeros((5, 5))])[0])
+    centred = np.zeros((5, 5), np.float32)
+    centred[1:4, 1:4] = sobel_x()  # the 3×3 kernel in the middle of the 5×5 frame
+    for c in range(3):
+        np.testing.assert_array_equal(conv.weight[0, c].detach().numpy(), centred)
     assert torch.all(conv.bias == 0.5)
+    # the oracle for "sums over input channels": each output map is the kernel correlated with the
+    # sum of the channels, plus the bias
+    rgb = np.random.default_rng(0).random((3, 12, 12)).astype(np.float32)
+    with torch.no_grad():
+        got = conv(torch.from_numpy(rgb)[None])[0].numpy()
+    for i, k in enumerate([sobel_x(), laplacian()]):
+        np.testing.assert_allclose(got[i], correlate2d(rgb.sum(0), k, mode="valid")[1:-1, 1:-1] + 0.5, atol=1e-5)
     with pytest.raises(ValueError, match="do not fit"):
         plant(torch.nn.Conv2d(1, 3, 3), [sobel_x(), sobel_y()])
     with pytest.raises(ValueError, match="do not fit"):

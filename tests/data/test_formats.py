@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import os
 import pickle
+import struct
 import tarfile
 
 import numpy as np
@@ -44,6 +45,19 @@ def test_idx_header_is_big_endian(tmp_path):
     raw = encode_idx(np.zeros((60000, 28, 28), dtype=np.uint8)[:2])
     assert raw[:4] == bytes([0, 0, 0x08, 3])  # magic: uint8, 3 dims
     assert raw[4:8] == (2).to_bytes(4, "big") and raw[8:12] == (28).to_bytes(4, "big")
+
+
+@pytest.mark.parametrize(("code", "big_endian"), [(0x08, ">u1"), (0x09, ">i1"), (0x0B, ">i2"), (0x0C, ">i4"),
+                                                 (0x0D, ">f4"), (0x0E, ">f8")])
+def test_idx_bytes_written_by_hand_from_the_spec(code, big_endian):
+    # LeCun's IDX format: two zero bytes, a type code, the number of dimensions, each dimension as a
+    # big-endian int32, then the data, big-endian, in C order.
+    arr = (np.arange(2 * 3) - 2).astype(big_endian).reshape(2, 3)
+    raw = bytes([0, 0, code, 2]) + struct.pack(">ii", 2, 3) + arr.tobytes()
+    out = parse_idx(raw)
+    np.testing.assert_array_equal(out, [[-2, -1, 0], [1, 2, 3]] if code != 0x08 else arr)
+    assert out.shape == (2, 3) and out.dtype == np.dtype(big_endian).newbyteorder("=")
+    assert encode_idx(out) == raw  # and the writer writes exactly those bytes
 
 
 @settings(max_examples=30, deadline=None)

@@ -33,3 +33,14 @@ def test_unknown_name_suggests_the_close_one():
     with pytest.raises(UnknownNameError, match="did you mean 'camera'") as err:
         sample_image("camra")
     assert isinstance(err.value, UserError)
+
+
+def test_grey_is_the_bt709_luma_of_skimages_colour_photograph():
+    import skimage.data
+
+    rgb = skimage.data.chelsea().astype(np.float64) / 255  # uint8 (300, 451, 3) as stored in the wheel
+    np.testing.assert_allclose(sample_image("chelsea", grey=False), rgb, atol=1e-7)
+    luma = 0.2125 * rgb[..., 0] + 0.7154 * rgb[..., 1] + 0.0721 * rgb[..., 2]  # ITU-R BT.709
+    np.testing.assert_allclose(sample_image("chelsea"), luma, atol=1e-6)
+    grey = skimage.data.camera().astype(np.float64) / 255
+    np.testing.assert_allclose(sample_image("camera", grey=False), np.repeat(grey[..., None], 3, axis=2), atol=1e-7)

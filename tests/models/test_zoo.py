@@ -89,9 +89,11 @@ CANONICAL = [
     ("alexnet", {"groups": 2}, 60_965_224),
     ("vgg16", {}, 138_357_544),
     ("googlenet", {}, 6_624_904),
-    ("lenet5", {}, 61_706),
-    ("lenet5-classic", {}, 60_850),
-    ("lenet5-classic", {"rbf": True}, 60_000),
+    # conv 5×5: 1→6, 6→16; fc 400→120→84→10; weights + biases
+    ("lenet5", {}, (25 * 6 + 6) + (150 * 16 + 16) + (400 * 120 + 120) + (120 * 84 + 84) + (84 * 10 + 10)),
+    # LeCun et al. 1998 §II.B, C1 S2 C3 S4 C5 F6, plus the 84→10 output layer
+    ("lenet5-classic", {}, 156 + 12 + 1_516 + 32 + 48_120 + 10_164 + (84 * 10 + 10)),
+    ("lenet5-classic", {"rbf": True}, 156 + 12 + 1_516 + 32 + 48_120 + 10_164),  # fixed RBF prototypes
 ]
 
 

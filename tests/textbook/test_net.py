@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from convscope.data import load_dataset
-from convscope.errors import DataError
+from convscope.errors import DataNotFoundError
 from convscope.models import create_model
 from convscope.textbook import (
     SGD,
@@ -107,7 +107,7 @@ def test_batch_order_is_a_seeded_permutation() -> None:
 def mnist_subset(split: str, n: int) -> tuple[np.ndarray, np.ndarray]:
     try:
         ds = load_dataset("mnist", split).subset(n, seed=0)
-    except DataError as e:  # pragma: no cover - only where MNIST cannot be had
+    except DataNotFoundError as e:  # pragma: no cover - only where MNIST cannot be had; a bad copy fails
         pytest.skip(f"MNIST is not available: {e}")
     x, y = ds.tensors()
     return x.numpy(), y.numpy()

@@ -1,5 +1,9 @@
+import json
+
+import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from convscope.config import TrainConfig
 from convscope.errors import CheckpointError
@@ -61,11 +65,42 @@ def test_checkpoint_of_another_model_does_not_fit(tmp_path, tiny_data):
         restore(load_checkpoint(tmp_path / "checkpoint"), create_model("lenet5", activation="crelu"))
 
 
-def test_save_never_pickles(tmp_path, tiny_data):
-    model, cfg = _trained(tmp_path, tiny_data)
+def _safetensors_entries(raw: bytes) -> dict[str, tuple[str, list[int], bytes]] | None:
+    """Parse `raw` by the safetensors format (an 8-byte little-endian header length, a JSON header of
+    {name: {dtype, shape, data_offsets}}, then the tensor bytes back to back); None if it is not one."""
+    if len(raw) < 8:
+        return None
+    n = int.from_bytes(raw[:8], "little")
+    try:
+        header = json.loads(raw[8:8 + n])
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    if not isinstance(header, dict):
+        return None
+    body, header = raw[8 + n:], {k: v for k, v in header.items() if k != "__metadata__"}
+    ends = sorted(v["data_offsets"] for v in header.values())
+    if [b for b, _ in ends] != [0, *[e for _, e in ends[:-1]]] or (ends[-1][1] if ends else 0) != len(body):
+        return None  # the tensors must tile the body exactly
+    return {k: (v["dtype"], v["shape"], body[v["data_offsets"][0]:v["data_offsets"][1]]) for k, v in header.items()}
+
+
+def test_save_writes_only_safetensors_and_json(tmp_path, tiny_data):
+    model, _ = _trained(tmp_path, tiny_data)
     save_checkpoint(tmp_path / "c2", model=model, optimizer=None, epoch=3, step=9, config={}, provenance={})
-    for f in (tmp_path / "c2").iterdir():
-        assert b"\x80\x04" not in f.read_bytes()[:2]  # no pickle protocol header
+    files = {f.name: f.read_bytes() for f in (tmp_path / "c2").iterdir()}
+    assert sorted(files) == ["model-0003.safetensors", "optim-0003.safetensors", "state.json"]
+    assert json.loads(files.pop("state.json"))["epoch"] == 3
+    for name, raw in files.items():
+        assert _safetensors_entries(raw) is not None, f"{name} is not a safetensors file"
+    # the weights, decoded from the raw bytes by the format alone, are the model's
+    weights = _safetensors_entries(files["model-0003.safetensors"])
+    for key, tensor in model.state_dict().items():
+        dtype, shape, data = weights[key]
+        assert dtype == "F32" and shape == list(tensor.shape), key
+        np.testing.assert_array_equal(np.frombuffer(data, "<f4").reshape(shape), tensor.numpy(), err_msg=key)
+    # and the check can fail: what torch.save writes (a zip of pickles) is refused
+    torch.save(model.state_dict(), tmp_path / "pickled.pt")
+    assert _safetensors_entries((tmp_path / "pickled.pt").read_bytes()) is None
 
 
 def test_one_cycle_schedule_shape():
@@ -77,14 +112,23 @@ def test_one_cycle_schedule_shape():
     assert lr_at(TrainConfig(lr=0.3, schedule="constant"), 50, 101) == 0.3
 
 
-def test_evaluate_restores_train_mode(tiny_data):
+def test_evaluate_is_mean_cross_entropy_and_accuracy_and_restores_train_mode(tiny_data):
+    torch.manual_seed(0)
     model = create_model("lenet5").train()
-    out = evaluate(model, *tiny_data[1])
-    assert model.training and 0.0 <= out["acc"] <= 1.0 and out["loss"] > 0
+    x, y = tiny_data[1]
+    out = evaluate(model, x, y, batch_size=50)  # 128 images: batches of 50, 50 and 28
+    assert model.training
+    with torch.no_grad():  # the oracle: one eval-mode pass over everything
+        logits = model.eval()(x)
+    assert out["loss"] == pytest.approx(F.cross_entropy(logits, y).item(), rel=1e-5)
+    assert out["acc"] == (logits.argmax(1) == y).float().mean().item()
 
 
 def test_fit_learns_the_planted_task(tiny_data):
     torch.manual_seed(0)
     model = create_model("lenet5")
+    before = evaluate(model, *tiny_data[1])["acc"]
     result = fit(model, *tiny_data, TrainConfig(epochs=4, batch_size=32, lr=0.005), progress=False)
-    assert result.final["test_acc"] > 0.9 > result.history[0]["train_acc"] - 0.5
+    assert before < 0.3  # untrained: near chance (0.1 for ten classes)
+    assert result.final["test_acc"] > 0.9
+    assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]

@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from convscope.config import TrainConfig
 from convscope.errors import UserError
@@ -22,9 +23,17 @@ def _one_sgd_step(tiny_data, grad_clip):
 
 
 def test_grad_clip_bounds_the_step(tiny_data):
-    # one plain SGD step at lr 1 moves the weights by exactly the (clipped) gradient's norm
-    assert _one_sgd_step(tiny_data, None) > 0.05
+    # One plain SGD step at lr 1 over the whole batch moves the weights by exactly the gradient's norm:
+    # the oracle is autograd's gradient of the mean cross-entropy at the same initial weights.
+    torch.manual_seed(0)
+    model = create_model("lenet5").train()
+    (x, y), _ = tiny_data
+    F.cross_entropy(model(x), y).backward()
+    grad_norm = float(torch.cat([p.grad.flatten() for p in model.parameters()]).norm())
+    assert grad_norm > 0.02  # so that clipping at 0.01 below has something to clip
+    assert _one_sgd_step(tiny_data, None) == pytest.approx(grad_norm, rel=1e-4)
     assert _one_sgd_step(tiny_data, 0.01) == pytest.approx(0.01, rel=1e-3)
+    assert _one_sgd_step(tiny_data, 10 * grad_norm) == pytest.approx(grad_norm, rel=1e-4)  # under the bound: untouched
 
 
 def test_grad_clip_must_be_positive(tiny_data):
