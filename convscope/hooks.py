@@ -163,9 +163,13 @@ class _Tap(torch.autograd.Function):
 
 
 @contextmanager
-def taps(model: nn.Module, names: list[str]) -> Iterator[tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]]:
+def taps(model: nn.Module, names: list[str], cut: bool = False
+         ) -> Iterator[tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]]:
     """Record the named layers' outputs (`values`, detached) and, after a backward pass, the gradient of
     the backpropagated quantity with respect to each of them (`grads`): what Grad-CAM needs.
+
+    With `cut=True` the graph starts at the tapped outputs: each `values[name]` is a leaf that requires
+    grad, so `torch.autograd.grad(score, values[name])` backpropagates only through the layers after it.
 
     Example:
         >>> with taps(model, ["features.conv2"]) as (values, grads):
@@ -184,8 +188,8 @@ def taps(model: nn.Module, names: list[str]) -> Iterator[tuple[dict[str, torch.T
             if calls[name] > 1:
                 raise UserError(f"Layer {name!r} runs more than once per forward pass, so its output is ambiguous: "
                                 "choose a layer that runs once (a conv, or a module that is not reused).")
-            values[name] = output.detach()
-            return _Tap.apply(output, grads, name)
+            values[name] = output.detach().requires_grad_(True) if cut else output.detach()
+            return _Tap.apply(values[name] if cut else output, grads, name)
         return hook
 
     modules = {n: get_layer(model, n) for n in names}

@@ -42,13 +42,17 @@ class GradCAM(Attribution):
     def layer_map(self, x: Tensor, target: Target, relu: bool = True) -> Tensor:
         """The map at the layer's resolution, (B, 1, h, w); `relu=False` keeps its negative part."""
         x = self.prepare(x)
-        with frozen(self.model), taps(self.model, [self.layer]) as (values, grads):
-            x = x.requires_grad_(True)  # so the graph reaches the layer; the input gradient is not used
-            torch.autograd.grad(self.scores(x, target).sum(), x)
-        if self.layer not in grads:
+        # The graph starts at the layer's output (cut=True): nothing below the layer is differentiated.
+        with frozen(self.model), taps(self.model, [self.layer], cut=True) as (values, _):
+            scores = self.scores(x, target)
+            tapped = values.get(self.layer)
+            grad = None
+            if tapped is not None and scores.requires_grad:
+                (grad,) = torch.autograd.grad(scores.sum(), tapped, allow_unused=True)
+        if grad is None:
             raise UserError(f"The score does not depend on layer {self.layer!r}: choose a layer the target "
                             "comes after.")
-        acts, grad = values[self.layer], grads[self.layer]
+        acts = tapped.detach()
         if acts.dim() != 4:
             raise UserError(f"Grad-CAM needs a layer with (B, K, h, w) maps; {self.layer!r} gives "
                             f"{tuple(acts.shape)}: choose a conv layer.")
