@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import sys
 import time
 from collections.abc import Callable
@@ -30,9 +31,23 @@ data_app = typer.Typer(help="Fetch, list and verify datasets (mnist, fashion-mni
                        no_args_is_help=True)
 app.add_typer(data_app, name="data")
 
+def flag(*names: str, help: str) -> Any:  # noqa: A002 - typer's own keyword
+    """A boolean option that is a bare switch: `--resume`, shown without a `<bool>` value nor a `--no-resume`."""
+    return typer.Option(*names, help=help, metavar="")
+
+
 Sets = Annotated[list[str] | None, typer.Option("--set", help="Override a config field: --set key=value "
                                                 "(repeatable; dotted keys for nested configs).")]
-Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
+TrainSets = Annotated[list[str] | None, typer.Option(
+    "--set", help="Override a TrainConfig field: --set key=value (repeatable). E.g. train_subset=6000 and "
+                  "test_subset=1000 train and test on class-balanced subsets; model_args.activation=tanh sets a "
+                  "model argument (`convscope summary --list` lists them); momentum, weight_decay, "
+                  "label_smoothing, grad_clip, warmup, eval_batch_size.")]
+ModelSets = Annotated[list[str] | None, typer.Option(
+    "--set", help="Set a constructor argument of the model: --set key=value (repeatable), e.g. num_classes=10, "
+                  "in_channels=3, activation=tanh. `convscope summary --list` lists every model's arguments "
+                  "and their defaults.")]
+Quiet = Annotated[bool, flag("--quiet", "-q", help="No progress bars.")]
 Root = Annotated[Path | None, typer.Option("--root", help="Directory holding the raw dataset files "
                                            "(else $CONVSCOPE_DATA, the cache, the mirrors).")]
 
@@ -73,7 +88,7 @@ def _interrupted_message(out: Path | None) -> str:
 @guarded
 def lab(
     out: Annotated[Path, typer.Option("--out", help="Run directory.")] = Path("runs/lab"),
-    retrain: Annotated[bool, typer.Option("--retrain", help="Train again even if a checkpoint exists.")] = False,
+    retrain: Annotated[bool, flag("--retrain", help="Train again even if a checkpoint exists.")] = False,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     quiet: Quiet = False,
 ) -> None:
@@ -106,16 +121,22 @@ def train(
     device: Annotated[str | None, typer.Option(help="auto, cpu, cuda or cuda:N (default: $CONVSCOPE_DEVICE "
                                                     "or auto).")] = None,
     out: Annotated[Path | None, typer.Option("--out", help="Run directory (default runs/MODEL-DATA).")] = None,
-    resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last checkpoint.")] = False,
-    overwrite: Annotated[bool, typer.Option(help="Replace whatever run --out holds.")] = False,
+    resume: Annotated[bool, flag("--resume", help="Continue the run in --out from its last "
+                                         "checkpoint.")] = False,
+    overwrite: Annotated[bool, flag("--overwrite", help="Replace whatever run --out holds.")] = False,
     config: Annotated[Path | None, typer.Option(help="TOML file of TrainConfig fields.")] = None,
-    set_: Sets = None,
+    set_: TrainSets = None,
     root: Root = None,
     quiet: Quiet = False,
 ) -> None:
     """Train a model; metrics go to OUT/metrics.jsonl and a checkpoint is saved every epoch.
 
+    Then `convscope report OUT` renders the run's HTML atlas.
+
     Example: `convscope train lenet5 --data mnist --epochs 3 --out runs/lenet5`
+
+    Example: `convscope train lenet5 --set train_subset=6000 --set test_subset=1000 --epochs 1`
+    (a quick run on class-balanced subsets)
 
     Example: `convscope train lenet5 --out runs/lenet5 --resume` (after Ctrl-C)
     """
@@ -131,6 +152,7 @@ def train(
     final = outcome.final
     typer.echo(f"test accuracy {final.get('test_acc', float('nan')):.4f} after epoch {final.get('epoch')}; "
                f"run saved in {out}")
+    typer.echo(f"render its atlas with: convscope report {out}")
 
 
 def _train(cfg: Any, out: Path, resume: bool, overwrite: bool, root: Path | None, quiet: bool):
@@ -150,15 +172,18 @@ def summary(
     model: Annotated[str | None, typer.Argument(help="Model name.")] = None,
     input: Annotated[str | None, typer.Option("--input", help="Input shape CxHxW, e.g. 1x28x28 "
                                               "(default: the model's own).")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
-    list_: Annotated[bool, typer.Option("--list", help="List the registered models.")] = False,
-    set_: Sets = None,
+    as_json: Annotated[bool, flag("--json", help="Print JSON instead of a table.")] = False,
+    list_: Annotated[bool, flag("--list", help="List the registered models with the arguments "
+                                        "--set can give them.")] = False,
+    set_: ModelSets = None,
 ) -> None:
     """The layer table: output shape, parameters, connections, receptive field, counted depth.
 
     Example: `convscope summary lenet5-classic`
 
     Example: `convscope summary vgg16 --json`
+
+    Example: `convscope summary lenet5 --set activation=tanh --set num_classes=26`
     """
     import json
 
@@ -166,7 +191,8 @@ def summary(
     from convscope.models.summary import summarize
 
     if list_ or model is None:
-        typer.echo("\n".join(list_models()))
+        for name in list_models():
+            typer.echo(f"{name:16s} {_arguments_line(name)}".rstrip())
         return
     model_args = _model_args(set_)
     shape = _parse_shape(input) if input else None
@@ -178,6 +204,16 @@ def summary(
         typer.echo(json.dumps(s.to_dict(), indent=2))
         return
     _print_summary(model, s)
+
+
+def _arguments_line(name: str) -> str:
+    """`key=default, ...` of a model's constructor arguments (what `--set` can give it)."""
+    from convscope.models import model_arguments
+
+    args = model_arguments(name)
+    if args is None:
+        return "(arguments not listed)"
+    return ", ".join(f"{k}={json.dumps(p.default) if p.default is not p.empty else '…'}" for k, p in args.items())
 
 
 def _print_summary(name: str, s: Any) -> None:
@@ -263,7 +299,7 @@ def reproduce(
     width: Annotated[float | None, typer.Option(
         help="Scale every model's filter counts (experiments with a `width` setting, e.g. crelu: "
              "1 is the paper's size, for a GPU; the default is sized for a CPU).")] = None,
-    list_: Annotated[bool, typer.Option("--list", help="List the experiments.")] = False,
+    list_: Annotated[bool, flag("--list", help="List the experiments.")] = False,
     quiet: Quiet = False,
 ) -> None:
     """Run a published experiment; writes OUT/result.json and prints measured beside published figures.

@@ -116,6 +116,11 @@ def to_dict(cfg: Any) -> dict[str, Any]:
     return json.loads(json.dumps(dataclasses.asdict(cfg)))
 
 
+def coerce(key: str, value: Any, tp: Any) -> Any:
+    """`value` as type `tp` (a `--set` string parsed, a number checked), or a UserError naming `key`."""
+    return _coerce(key, value, tp)
+
+
 def _coerce(key: str, value: Any, tp: Any) -> Any:
     origin, args = get_origin(tp), get_args(tp)
     if origin in (typing.Union, types.UnionType):

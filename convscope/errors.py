@@ -26,6 +26,14 @@ class InputShapeError(UserError, ValueError):
     """A tensor whose shape does not fit the model."""
 
 
+class ArgumentError(UserError, TypeError):
+    """A keyword argument a model or function does not take (still a TypeError, as Python's own would be)."""
+
+
+class LayerReuseError(UserError, RuntimeError):
+    """A layer asked for by name that runs more than once per forward pass, so it has no one output."""
+
+
 class DataError(UserError):
     """A dataset that cannot be found, read, or verified."""
 

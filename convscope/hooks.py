@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from convscope.errors import UserError, unknown_name
+from convscope.errors import LayerReuseError, UserError, unknown_name
 
 
 def get_layer(model: nn.Module, name: str) -> nn.Module:
@@ -37,6 +37,14 @@ def model_device(model: nn.Module, default: torch.device | str = "cpu") -> torch
     for t in (*model.parameters(), *model.buffers()):
         return t.device
     return torch.device(default)
+
+
+def model_dtype(model: nn.Module, default: torch.dtype = torch.float32) -> torch.dtype:
+    """The dtype of the model's first floating-point parameter or buffer (`default` for a model with none)."""
+    for t in (*model.parameters(), *model.buffers()):
+        if t.is_floating_point():
+            return t.dtype
+    return default
 
 
 def conv_layers(model: nn.Module) -> list[str]:
@@ -73,7 +81,7 @@ def record(model: nn.Module, names: list[str], detach: bool = True) -> Iterator[
     after the layer) cannot change it; with `detach=False` the clone stays in the autograd graph and
     gradients flow back through it into the layer (what feature visualisation needs). A module that
     runs more than once per forward pass (a reused ReLU) would make "its output" ambiguous, so that
-    raises instead of silently keeping one of the calls.
+    raises `LayerReuseError` instead of silently keeping one of the calls.
     """
     modules = {n: get_layer(model, n) for n in names}
     acts: dict[str, torch.Tensor] = {}
@@ -84,7 +92,10 @@ def record(model: nn.Module, names: list[str], detach: bool = True) -> Iterator[
         def hook(_module: nn.Module, _inputs: tuple, output: torch.Tensor) -> None:
             calls[name] = calls.get(name, 0) + 1
             if calls[name] > 1:
-                raise RuntimeError(f"layer {name!r} runs more than once per forward pass; record a layer used once")
+                raise LayerReuseError(
+                    f"Layer {name!r} runs more than once per forward pass (one module called twice, as a residual "
+                    "block's shared ReLU), so it has no one output: record layers that run once, which "
+                    "representation_layers(model, x) lists, or give each call its own module.")
             acts[name] = output.detach().clone() if detach else output.clone()
         return hook
 
@@ -119,7 +130,10 @@ def trace_modules(model: nn.Module, pre: Callable[[nn.Module, tuple], None],
 
 
 def activations(model: nn.Module, x: torch.Tensor, names: list[str]) -> dict[str, torch.Tensor]:
-    """Outputs of the named layers for input `x`, computed in eval mode without gradients."""
+    """Outputs of the named layers for input `x`, computed in eval mode without gradients.
+
+    `x` is moved to the model's device; its dtype is the caller's (a float64 model takes float64 images).
+    """
     device = model_device(model, default=x.device)
     with torch.no_grad(), eval_mode(model), record(model, names) as acts:
         model(x.to(device))
@@ -186,8 +200,8 @@ def taps(model: nn.Module, names: list[str], cut: bool = False
         def hook(_module: nn.Module, _inputs: tuple, output: torch.Tensor) -> torch.Tensor:
             calls[name] = calls.get(name, 0) + 1
             if calls[name] > 1:
-                raise UserError(f"Layer {name!r} runs more than once per forward pass, so its output is ambiguous: "
-                                "choose a layer that runs once (a conv, or a module that is not reused).")
+                raise LayerReuseError(f"Layer {name!r} runs more than once per forward pass, so its output is "
+                                      "ambiguous: choose a layer that runs once (a conv, or a module not reused).")
             values[name] = output.detach().requires_grad_(True) if cut else output.detach()
             return _Tap.apply(values[name] if cut else output, grads, name)
         return hook
@@ -296,4 +310,4 @@ def relu_rule(model: nn.Module, rule: str) -> Iterator[None]:
 
 
 __all__ = ["RELU_RULES", "activations", "conv_layers", "conv_weight", "eval_mode", "frozen", "get_layer",
-           "model_device", "record", "relu_rule", "taps", "trace_modules"]
+           "model_device", "model_dtype", "record", "relu_rule", "taps", "trace_modules"]

@@ -15,7 +15,7 @@ measure that clustering on held-out images:
   layer's features are scaled, so layers of different sizes and ranges compare.
 
 Example:
-    >>> names = representation_layers(model)                 # every layer, in forward order
+    >>> names = representation_layers(model, x)              # every layer that runs once, in forward order
     >>> reps = {"input": x, **activations(model, x, names)}
     >>> result = layer_clustering(reps, y, k=5)              # one knn_acc and scatter_ratio per layer
 """
@@ -27,6 +27,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from convscope.hooks import eval_mode, model_device, trace_modules
+
 
 @dataclass
 class LayerClustering:
@@ -37,15 +39,33 @@ class LayerClustering:
     scatter_ratio: list[float]
 
 
-def representation_layers(model: nn.Module) -> list[str]:
-    """Dotted names of the model's leaf layers in registration (= forward, for our zoo) order.
+def representation_layers(model: nn.Module, x: torch.Tensor | None = None) -> list[str]:
+    """Dotted names of the model's leaf layers that run exactly once per forward pass, in the order they run.
 
-    Reshapes and no-ops (`nn.Flatten`, `nn.Identity`, `nn.Dropout`) are left out: their output is
-    the previous layer's representation again.
+    Reshapes and no-ops (`nn.Flatten`, `nn.Identity`, `nn.Dropout`) are left out: their output is the
+    previous layer's representation again. So is a module that runs more than once (one ReLU module
+    reused in a residual block: it has no one output to record) or never. Which modules run, and in what
+    order, comes from one forward pass of `x[:1]` (or of zeros of `model.input_shape`), in eval mode and
+    without gradients. A model with neither gets its leaf layers in registration order, unchecked.
     """
     skip = (nn.Flatten, nn.Identity, nn.Dropout)
-    return [name for name, m in model.named_modules()
-            if name and not any(True for _ in m.children()) and not isinstance(m, skip)]
+    names = [name for name, m in model.named_modules()
+             if name and not any(True for _ in m.children()) and not isinstance(m, skip)]
+    shape = getattr(model, "input_shape", None)
+    if x is None and shape is None:
+        return names
+    if x is None:
+        x = torch.zeros(1, *shape, dtype=next((p.dtype for p in model.parameters()), torch.float32))
+    calls: dict[str, int] = {}  # name -> times run, in the order of first run
+    wanted = set(names)
+
+    def count(name: str, _module: nn.Module, _inputs: tuple, _output: object) -> None:
+        if name in wanted:
+            calls[name] = calls.get(name, 0) + 1
+
+    with torch.no_grad(), eval_mode(model), trace_modules(model, lambda *_: None, count):
+        model(x[:1].to(model_device(model)))
+    return [name for name, n in calls.items() if n == 1]
 
 
 @torch.no_grad()

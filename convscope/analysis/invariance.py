@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from convscope.errors import UserError
 from convscope.hooks import activations
 
 Transform = Callable[[torch.Tensor], torch.Tensor]
@@ -87,7 +88,9 @@ def invariance_scores(model: nn.Module, x: torch.Tensor, layers: list[str],
     Args:
         model: any model; it is run in eval mode and left as found.
         x: `(N, C, H, W)` stimuli.
-        layers: dotted names of layers whose outputs are `(N, C, h, w)`.
+        layers: dotted names of layers whose outputs are `(N, C, h, w)` maps. The score is defined for
+            spatial maps only (a unit fires "at the same location"): a layer with another output shape,
+            such as a fully connected `(N, C)`, is refused.
         transforms: family name → list of transforms (default: `standard_transforms()`).
         rate: the global firing rate the thresholds are set to.
         top_fraction: average only the most invariant fraction of filters (Goodfellow: 0.2); None = all.
@@ -97,6 +100,11 @@ def invariance_scores(model: nn.Module, x: torch.Tensor, layers: list[str],
     transforms = transforms or standard_transforms()
     chunks = list(torch.split(x, batch_size))
     original = _responses(model, chunks, layers)
+    for name in layers:
+        if original[name].ndim != 4:
+            raise UserError(f"Layer {name!r} puts out shape {tuple(original[name].shape)}, not (N, C, h, w) maps, and "
+                            "an invariance score counts firings at the same spatial location: name a conv or "
+                            "pooling layer instead.")
     fires: dict[str, torch.Tensor] = {}
     fired: dict[str, torch.Tensor] = {}  # (C,) firings per filter over all stimuli and positions
     thresholds: dict[str, torch.Tensor] = {}

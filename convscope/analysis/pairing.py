@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from convscope.errors import UserError
 from convscope.hooks import conv_layers, conv_weight, get_layer
 
 
@@ -71,11 +72,17 @@ def random_pairing(shape: tuple[int, ...], seed: int = 0) -> torch.Tensor:
 def pairing_by_layer(model: nn.Module, layers: list[str] | None = None, seed: int = 0) -> dict[str, Pairing]:
     """Pairing statistics for every conv layer of `model` (or the named ones), with the random baseline.
 
-    Only reads the weights: the model is not run and not changed.
+    Only reads the weights: the model is not run and not changed. A named layer that is not a
+    convolution (`hooks.conv_layers`) is refused; a conv with a single filter has no pair and is skipped.
     """
+    convs = conv_layers(model)
     out = {}
-    for name in layers or conv_layers(model):
-        w = conv_weight(get_layer(model, name))
+    for name in layers or convs:
+        module = get_layer(model, name)
+        if name not in convs:
+            raise UserError(f"Layer {name!r} is a {type(module).__name__}, not a convolution, and pairing compares "
+                            f"conv filters: name one of {', '.join(convs) or 'the conv layers (this model has none)'}.")
+        w = conv_weight(module)
         if w.shape[0] < 2:
             continue
         mu, pair = pairing(w)

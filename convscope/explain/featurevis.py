@@ -11,7 +11,7 @@ add transformation robustness (jitter) and regularisers. For a channel c of laye
 where a^l_c is the c-th output map of layer l. The pieces compose as in lucent
 (`optvis/objectives.py`, `transform.py`, `param/spatial.py`): an `Objective` reads recorded layer
 outputs and adds and scales with others; a parameterisation returns `(params, image_fn)`; transforms
-are plain functions of the image, chained by `compose`. The device is the model's.
+are plain functions of the image, chained by `compose`. The device and dtype are the model's.
 
 The user's model is left as it was found: its parameters are frozen only for the ascent (their
 `requires_grad` flags are restored), it runs in eval mode (each module's mode is restored), and the
@@ -33,7 +33,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from convscope.hooks import activations, eval_mode, model_device, record
+from convscope.errors import UserError
+from convscope.hooks import activations, eval_mode, model_device, model_dtype, record
 
 Tensor = torch.Tensor
 ObjectiveFn = Callable[[Mapping[str, Tensor], Tensor], Tensor]  # (layer outputs, image) -> scalar
@@ -137,14 +138,14 @@ def total_variation(beta: float = 2.0) -> Objective:
 
 
 def pixel_image(shape: Sequence[int], device: torch.device | str, sd: float = 1.0, seed: int = 0,
-                sigmoid: bool = True) -> Param:
-    """Free pixels: `(params, image_fn)` with image_fn() of `shape` (B, C, H, W).
+                sigmoid: bool = True, dtype: torch.dtype = torch.float32) -> Param:
+    """Free pixels: `(params, image_fn)` with image_fn() of `shape` (B, C, H, W), in `dtype` (the model's).
 
     With `sigmoid`, the parameters are logits and the image is sigmoid(params), always in (0, 1), as
     the training images were; the start is random, N(0, sd²) logits around mid grey.
     """
     gen = torch.Generator().manual_seed(seed)
-    p = (torch.randn(tuple(shape), generator=gen) * sd).to(device).requires_grad_(True)
+    p = (torch.randn(tuple(shape), generator=gen) * sd).to(device, dtype).requires_grad_(True)
     return [p], (lambda: torch.sigmoid(p)) if sigmoid else (lambda: p)
 
 
@@ -258,26 +259,34 @@ def visualize_channels(model: nn.Module, layer: str, unit: Callable[..., Objecti
         layer: dotted name of the layer, e.g. "features.conv2".
         unit: what of channel c image c maximises: `channel` (its mean over positions) or `neuron`
             (its centre unit).
-        input_shape: `(C, H, W)`; defaults to `model.input_shape`.
+        input_shape: `(C, H, W)`; defaults to `model.input_shape` (zoo models have one; give it for others).
         steps, lr, transforms: as in `visualize`.
         regulariser: subtracted from the objective, e.g. `1e-3 * total_variation()`.
         seed: seed of the random start images.
 
     Returns:
-        The `FeatureVis` with images `(channels, C, H, W)`.
+        The `FeatureVis` with images `(channels, C, H, W)`, in the model's dtype.
+
+    Raises:
+        UserError: no `input_shape` was given and the model has none.
     """
-    shape = tuple(input_shape or model.input_shape)
-    device = model_device(model)
-    channels = activations(model, torch.zeros(1, *shape, device=device), [layer])[layer].shape[1]
+    shape = input_shape or getattr(model, "input_shape", None)
+    if shape is None:
+        raise UserError(f"{type(model).__name__} has no input_shape attribute: pass input_shape=(C, H, W), the "
+                        "shape of one input image.")
+    shape = tuple(shape)
+    device, dtype = model_device(model), model_dtype(model)
+    channels = activations(model, torch.zeros(1, *shape, device=device, dtype=dtype), [layer])[layer].shape[1]
     objective = channel_per_image(layer, channels, unit)
     if regulariser is not None:
         objective = objective - regulariser
-    return visualize(model, objective, pixel_image((channels, *shape), device, seed=seed), transforms, steps, lr)
+    return visualize(model, objective, pixel_image((channels, *shape), device, seed=seed, dtype=dtype), transforms,
+                     steps, lr)
 
 
 def own_channel_activation(model: nn.Module, layer: str, images: Tensor) -> np.ndarray:
     """Mean activation of channel c of `layer` for image c, for every c: `(B,)`, in eval mode, no gradients."""
-    a = activations(model, images, [layer])[layer]  # (B, C, H, W)
+    a = activations(model, images.to(model_dtype(model)), [layer])[layer]  # (B, C, H, W)
     idx = torch.arange(len(images), device=a.device)
     return a[idx, idx].flatten(1).mean(1).cpu().numpy()
 

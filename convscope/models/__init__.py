@@ -2,6 +2,6 @@
 
 # Importing each model file runs its @register_model decorators.
 from convscope.models import alexnet, allconv, inception, lenet, vgg  # noqa: F401
-from convscope.models.registry import create_model, list_models, register_model
+from convscope.models.registry import create_model, list_models, model_arguments, model_kwargs, register_model
 
-__all__ = ["create_model", "list_models", "register_model"]
+__all__ = ["create_model", "list_models", "model_arguments", "model_kwargs", "register_model"]

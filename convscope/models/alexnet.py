@@ -122,6 +122,6 @@ def alexnet(*, groups: int = 1, **kwargs: object) -> AlexNet:
 
 
 @register_model("zfnet")
-def zfnet(**kwargs: object) -> AlexNet:
+def zfnet(*, ceil_mode: bool = True, **kwargs: object) -> AlexNet:
     """ZFNet (Zeiler & Fergus 2014): AlexNet with conv1 7×7/2 and conv2 5×5/2."""
-    return AlexNet(ZFNET, ceil_mode=True, **kwargs)
+    return AlexNet(ZFNET, ceil_mode=ceil_mode, **kwargs)

@@ -30,6 +30,7 @@ each module's train/eval mode is restored, so the model leaves `summarize` exact
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -304,6 +305,9 @@ def summarize(model: nn.Module, input_shape: tuple[int, ...] | None = None) -> S
             f"summarize needs the input shape (C, H, W) of this {type(model).__name__}, got {input_shape!r}; "
             "pass input_shape=(C, H, W)."
         )
+    if not all(isinstance(s, numbers.Integral) and s > 0 for s in input_shape):
+        raise InputShapeError(f"summarize needs an input shape (C, H, W) of positive whole numbers, got "
+                              f"{tuple(input_shape)!r}; pass e.g. input_shape=(3, 32, 32).")
     input_shape = tuple(int(s) for s in input_shape)
     tensors = [*model.parameters(), *model.buffers()]
     ref = next((t for t in tensors if t.is_floating_point()), None)
@@ -313,8 +317,14 @@ def summarize(model: nn.Module, input_shape: tuple[int, ...] | None = None) -> S
     tracer = _Tracer(model, full=input_shape[1])
     x = torch.zeros((1, *input_shape), device=device, dtype=dtype)
     tracer.known[id(x)] = (x, _Field(1, 1, 0))  # one input pixel, no layer behind it
-    with torch.no_grad(), eval_mode(model), trace_modules(model, lambda _m, inputs: tracer.pre(inputs), tracer.post):
-        model(x)
+    try:
+        with torch.no_grad(), eval_mode(model), trace_modules(model, lambda _m, inputs: tracer.pre(inputs),
+                                                              tracer.post):
+            model(x)
+    except RuntimeError as e:  # torch's shape errors; the zoo's own check raises InputShapeError first
+        reason = str(e).strip().splitlines()[0].rstrip(".") if str(e).strip() else type(e).__name__
+        raise InputShapeError(f"{type(model).__name__} does not run on one input of shape {input_shape} ({reason}); "
+                              "pass the input_shape=(C, H, W) the model was built for.") from e
 
     params = list(model.parameters())
     return Summary(

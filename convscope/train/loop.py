@@ -5,6 +5,10 @@ indexing a per-epoch permutation, which on a small CPU is several times faster t
 with worker processes. The permutation of epoch e comes from a generator seeded with (seed, e), and
 the learning rate is a pure function of the step, so a run resumed from the checkpoint of epoch k
 continues exactly as if it had never stopped (checked in tests/train/test_resume.py).
+
+`fit` takes a `TrainConfig` or the recipe fields as keywords (`fit(model, train, test, epochs=1)`), and
+like every function here that takes a user's model it hands each module back in the train/eval mode it
+came in (`hooks.eval_mode`): a BatchNorm frozen in eval mode stays frozen.
 """
 
 from __future__ import annotations
@@ -21,8 +25,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from convscope.config import TrainConfig, to_dict
-from convscope.errors import UserError
+from convscope.config import TrainConfig, from_dict, to_dict
+from convscope.errors import ArgumentError, UserError
+from convscope.hooks import eval_mode, model_device
 from convscope.io import append_jsonl, atomic_write_text, read_jsonl
 from convscope.train.checkpoint import has_checkpoint, load_checkpoint, restore, save_checkpoint
 
@@ -82,116 +87,167 @@ def lr_at(cfg: TrainConfig, step: int, total: int) -> float:
 
 @torch.no_grad()
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 2000) -> dict[str, float]:
-    """Mean cross-entropy and accuracy of `model` on (x, y); the model's train/eval mode is restored."""
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
+    """Mean cross-entropy and accuracy of `model` on (x, y), in eval mode; each module's own mode is restored."""
+    device = model_device(model)
     loss, correct = 0.0, 0
-    try:
+    with eval_mode(model):
         for i in range(0, len(x), batch_size):
             xb, yb = x[i:i + batch_size].to(device), y[i:i + batch_size].to(device)
             out = model(xb)
             loss += F.cross_entropy(out, yb, reduction="sum").item()
             correct += (out.argmax(1) == yb).sum().item()
-    finally:
-        model.train(was_training)
     n = max(len(x), 1)
     return {"loss": loss / n, "acc": correct / n}
 
 
+# The TrainConfig fields `fit` reads; the others (model, data, device, subsets) belong to a run (train/run.py).
+RECIPE_FIELDS = ("epochs", "batch_size", "optimizer", "lr", "momentum", "weight_decay", "label_smoothing",
+                 "grad_clip", "schedule", "warmup", "seed", "eval_batch_size")
+
+
 def fit(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor], test: tuple[torch.Tensor, torch.Tensor],
-        cfg: TrainConfig, out_dir: str | Path | None = None, *, resume: bool = False,
-        provenance: dict[str, Any] | None = None, progress: bool = True,
-        on_epoch: EpochCallback | None = None) -> FitResult:
+        cfg: TrainConfig | None = None, *, out_dir: str | Path | None = None, resume: bool = False,
+        provenance: dict[str, Any] | None = None, progress: bool = True, on_epoch: EpochCallback | None = None,
+        **recipe: Any) -> FitResult:
     """Train `model` on `train`, evaluating on `test` after every epoch.
 
-    With `out_dir`, each epoch appends a row to `out_dir/metrics.jsonl` and saves a checkpoint under
-    `out_dir/checkpoint/`; `resume=True` continues from that checkpoint.
+    The recipe is `cfg` (default `TrainConfig()`) with any of `RECIPE_FIELDS` given as keywords
+    replacing its fields. With `out_dir`, each epoch appends a row to `out_dir/metrics.jsonl` and saves
+    a checkpoint under `out_dir/checkpoint/`; `resume=True` continues from that checkpoint. The model
+    trains on its own device and, once trained, has each module's train/eval mode as it came in.
 
     Example:
-        >>> cfg = TrainConfig(epochs=1)
-        >>> result = fit(create_model("lenet5"), (x_train, y_train), (x_test, y_test), cfg)
+        >>> result = fit(create_model("lenet5"), (x_train, y_train), (x_test, y_test), epochs=1, lr=0.01)
         >>> result.final["test_acc"]
     """
-    if cfg.grad_clip is not None and not cfg.grad_clip > 0:
-        raise UserError(f"grad_clip must be a positive gradient norm or none, not {cfg.grad_clip}.")
-    device = next(model.parameters()).device
-    x_train, y_train = train[0].to(device), train[1].to(device)
-    x_test, y_test = test[0].to(device), test[1].to(device)
-    optimizer = make_optimizer(cfg, model.parameters())
-    steps_per_epoch = max(len(x_train) // cfg.batch_size, 1)  # drop the ragged last batch
-    total_steps = cfg.epochs * steps_per_epoch
-    config, provenance = to_dict(cfg), dict(provenance or {})
-    ckpt_dir = Path(out_dir) / "checkpoint" if out_dir is not None else None
-    metrics_path = Path(out_dir) / "metrics.jsonl" if out_dir is not None else None
-
-    result, start_epoch = FitResult(), 0
-    if resume and ckpt_dir is not None and has_checkpoint(ckpt_dir):
-        ckpt = load_checkpoint(ckpt_dir, map_location=device)
-        restore(ckpt, model, optimizer)
-        start_epoch = ckpt.epoch
-        # Keep only the rows of epochs the checkpoint covers (a crash may have logged one more).
-        result.history = [r for r in read_jsonl(metrics_path) if r["epoch"] <= start_epoch]
-        result.train_seconds = sum(r.get("seconds", 0.0) for r in result.history)
-        _rewrite_jsonl(metrics_path, result.history)
-    elif metrics_path is not None and metrics_path.exists():
-        metrics_path.unlink()
-
+    cfg = _recipe(cfg, recipe)
+    run = _setup(model, train, test, cfg, out_dir, resume, provenance)
+    modes = {m: m.training for m in model.modules()}
     # Adam's second-moment buffers and MNIST's zero background produce subnormal floats, which the
     # CPU handles in microcode: flushing them to zero makes LeNet-5 training 2-4x faster on x86. The
     # flag is process-wide, so it is switched off again when training ends (float64 analyses after it
     # and other libraries expect IEEE subnormals).
     torch.set_flush_denormal(True)
-    bar = _Progress(enabled=progress, total=total_steps, done=start_epoch * steps_per_epoch)
+    bar = _Progress(enabled=progress, total=run.total_steps, done=run.start_epoch * run.steps_per_epoch)
     try:
-        for epoch in range(start_epoch, cfg.epochs):
-            model.train()
-            gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
-            perm = torch.randperm(len(x_train), generator=gen).to(device)
-            t0 = time.perf_counter()
-            run_loss = torch.zeros((), device=device)
-            run_correct = torch.zeros((), device=device, dtype=torch.long)
-            for i in range(steps_per_epoch):
-                step = epoch * steps_per_epoch + i
-                lr = lr_at(cfg, step, total_steps)
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
-                idx = perm[i * cfg.batch_size:(i + 1) * cfg.batch_size]
-                xb, yb = x_train[idx], y_train[idx]
-                out = model(xb)
-                loss = F.cross_entropy(out, yb, label_smoothing=cfg.label_smoothing)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if cfg.grad_clip is not None:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                optimizer.step()
-                # Accumulate on-device; a .item() per step would synchronise a GPU every batch.
-                run_loss += loss.detach() * len(yb)
-                run_correct += (out.detach().argmax(1) == yb).sum()
-                if i % 20 == 0 or i == steps_per_epoch - 1:
-                    bar.update(step + 1, epoch=epoch + 1, epochs=cfg.epochs, loss=loss.item())
-            seconds = time.perf_counter() - t0
-            result.train_seconds += seconds
-            seen = steps_per_epoch * cfg.batch_size
-            test_metrics = evaluate(model, x_test, y_test, cfg.eval_batch_size)
-            row = {"epoch": epoch + 1, "train_loss": run_loss.item() / seen, "train_acc": run_correct.item() / seen,
-                   "test_loss": test_metrics["loss"], "test_acc": test_metrics["acc"], "lr": lr,
-                   "seconds": seconds}
-            result.history.append(row)
+        for epoch in range(run.start_epoch, cfg.epochs):
+            row = _train_epoch(model, run, cfg, epoch, bar)
+            run.result.history.append(row)
             bar.note(row)
             if out_dir is not None:
-                append_jsonl(metrics_path, row)
-                save_checkpoint(ckpt_dir, model=model, optimizer=optimizer, epoch=epoch + 1,
-                                step=(epoch + 1) * steps_per_epoch, config=config, provenance=provenance,
-                                extra={"train_seconds": result.train_seconds})
+                _save_epoch(model, run, epoch)
             if on_epoch is not None:
                 on_epoch(row)
-            result.epochs_run += 1
+            run.result.epochs_run += 1
     finally:
         bar.close()
         torch.set_flush_denormal(False)
-    model.eval()
-    return result
+        for m, mode in modes.items():
+            m.training = mode
+    return run.result
+
+
+def _recipe(cfg: TrainConfig | None, recipe: dict[str, Any]) -> TrainConfig:
+    """`cfg` with the keyword fields of `recipe` replaced, each checked and converted as `--set` would be."""
+    cfg = cfg if cfg is not None else TrainConfig()
+    wrong = sorted(set(recipe) - set(RECIPE_FIELDS))
+    if wrong:
+        raise ArgumentError(f"fit does not take {', '.join(map(repr, wrong))}: its recipe keywords are "
+                        f"{', '.join(RECIPE_FIELDS)} (the model, data and device are the caller's).")
+    if recipe:
+        cfg = from_dict(TrainConfig, {**to_dict(cfg), **recipe})
+    if cfg.grad_clip is not None and not cfg.grad_clip > 0:
+        raise UserError(f"grad_clip must be a positive gradient norm or none, not {cfg.grad_clip}.")
+    for key in ("batch_size", "eval_batch_size"):
+        if getattr(cfg, key) < 1:
+            raise UserError(f"{key} must be at least 1, not {getattr(cfg, key)}.")
+    return cfg
+
+
+@dataclass
+class _Run:
+    """What one call of `fit` sets up: the data on the model's device, the optimizer, the step counts, the files."""
+
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    optimizer: torch.optim.Optimizer
+    steps_per_epoch: int
+    total_steps: int
+    config: dict[str, Any]
+    provenance: dict[str, Any]
+    ckpt_dir: Path | None
+    metrics_path: Path | None
+    result: FitResult
+    start_epoch: int
+
+
+def _setup(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor], test: tuple[torch.Tensor, torch.Tensor],
+           cfg: TrainConfig, out_dir: str | Path | None, resume: bool, provenance: dict[str, Any] | None) -> _Run:
+    """Move the data to the model, build the optimizer, and resume from `out_dir`'s checkpoint if asked."""
+    device = model_device(model)
+    steps_per_epoch = max(len(train[0]) // cfg.batch_size, 1)  # drop the ragged last batch
+    run = _Run(train[0].to(device), train[1].to(device), test[0].to(device), test[1].to(device),
+               make_optimizer(cfg, model.parameters()), steps_per_epoch, cfg.epochs * steps_per_epoch,
+               to_dict(cfg), dict(provenance or {}),
+               Path(out_dir) / "checkpoint" if out_dir is not None else None,
+               Path(out_dir) / "metrics.jsonl" if out_dir is not None else None, FitResult(), 0)
+    if resume and run.ckpt_dir is not None and has_checkpoint(run.ckpt_dir):
+        ckpt = load_checkpoint(run.ckpt_dir, map_location=device)
+        restore(ckpt, model, run.optimizer)
+        run.start_epoch = ckpt.epoch
+        # Keep only the rows of epochs the checkpoint covers (a crash may have logged one more).
+        run.result.history = [r for r in read_jsonl(run.metrics_path) if r["epoch"] <= run.start_epoch]
+        run.result.train_seconds = sum(r.get("seconds", 0.0) for r in run.result.history)
+        _rewrite_jsonl(run.metrics_path, run.result.history)
+    elif run.metrics_path is not None and run.metrics_path.exists():
+        run.metrics_path.unlink()
+    return run
+
+
+def _train_epoch(model: nn.Module, run: _Run, cfg: TrainConfig, epoch: int, bar: _Progress) -> dict[str, Any]:
+    """One pass over a seeded permutation of the training set, then the test figures: the epoch's row."""
+    model.train()
+    device = run.x_train.device
+    gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
+    perm = torch.randperm(len(run.x_train), generator=gen).to(device)
+    t0 = time.perf_counter()
+    run_loss = torch.zeros((), device=device)
+    run_correct = torch.zeros((), device=device, dtype=torch.long)
+    for i in range(run.steps_per_epoch):
+        step = epoch * run.steps_per_epoch + i
+        lr = lr_at(cfg, step, run.total_steps)
+        for group in run.optimizer.param_groups:
+            group["lr"] = lr
+        idx = perm[i * cfg.batch_size:(i + 1) * cfg.batch_size]
+        xb, yb = run.x_train[idx], run.y_train[idx]
+        out = model(xb)
+        loss = F.cross_entropy(out, yb, label_smoothing=cfg.label_smoothing)
+        run.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        run.optimizer.step()
+        # Accumulate on-device; a .item() per step would synchronise a GPU every batch.
+        run_loss += loss.detach() * len(yb)
+        run_correct += (out.detach().argmax(1) == yb).sum()
+        if i % 20 == 0 or i == run.steps_per_epoch - 1:
+            bar.update(step + 1, epoch=epoch + 1, epochs=cfg.epochs, loss=loss.item())
+    seconds = time.perf_counter() - t0
+    run.result.train_seconds += seconds
+    seen = run.steps_per_epoch * cfg.batch_size
+    test_metrics = evaluate(model, run.x_test, run.y_test, cfg.eval_batch_size)
+    return {"epoch": epoch + 1, "train_loss": run_loss.item() / seen, "train_acc": run_correct.item() / seen,
+            "test_loss": test_metrics["loss"], "test_acc": test_metrics["acc"], "lr": lr, "seconds": seconds}
+
+
+def _save_epoch(model: nn.Module, run: _Run, epoch: int) -> None:
+    """Log the epoch's row and save its checkpoint (model, optimizer, step, config, provenance)."""
+    append_jsonl(run.metrics_path, run.result.history[-1])
+    save_checkpoint(run.ckpt_dir, model=model, optimizer=run.optimizer, epoch=epoch + 1,
+                    step=(epoch + 1) * run.steps_per_epoch, config=run.config, provenance=run.provenance,
+                    extra={"train_seconds": run.result.train_seconds})
 
 
 def _rewrite_jsonl(path: Path | None, rows: list[dict[str, Any]]) -> None:

@@ -21,10 +21,10 @@ from torch import nn
 
 from convscope.config import TrainConfig, from_dict, to_dict
 from convscope.data import load_dataset
-from convscope.errors import RunDirError
-from convscope.hooks import activations, conv_layers, conv_weight
+from convscope.errors import RunDirError, UserError
+from convscope.hooks import activations, conv_layers, conv_weight, eval_mode, model_device
 from convscope.io import read_json, read_jsonl, save_npz, write_json
-from convscope.models import create_model
+from convscope.models import create_model, model_kwargs
 from convscope.models.summary import summarize
 from convscope.result import versions
 from convscope.train.checkpoint import has_checkpoint, load_checkpoint, restore
@@ -77,6 +77,7 @@ def train_run(cfg: TrainConfig, out_dir: str | Path, *, resume: bool = False, ov
         >>> outcome.final["test_acc"]
     """
     out_dir = Path(out_dir)
+    _check_model_args(cfg)  # before the data is loaded: a wrong --set fails at once
     config = to_dict(cfg)
     state = _existing_state(out_dir)
     if state is not None and not overwrite:
@@ -108,9 +109,10 @@ def train_run(cfg: TrainConfig, out_dir: str | Path, *, resume: bool = False, ov
         history, trained = read_jsonl(out_dir / "metrics.jsonl"), False
         train_seconds = ckpt.extra.get("train_seconds", 0.0)
     else:
-        fit_result: FitResult = fit(model, (x_train, y_train), (x_test, y_test), cfg, out_dir,
+        fit_result: FitResult = fit(model, (x_train, y_train), (x_test, y_test), cfg, out_dir=out_dir,
                                     resume=resume, provenance=provenance, progress=progress)
         history, trained, train_seconds = fit_result.history, True, fit_result.train_seconds
+        model.eval()  # the run's own model, handed back ready to use, as a reused one is
 
     write_atlas_inputs(model, out_dir, x_test, y_test, data_info["classes"])
     write_json(out_dir / "run.json", {
@@ -123,7 +125,10 @@ def train_run(cfg: TrainConfig, out_dir: str | Path, *, resume: bool = False, ov
 
 def write_atlas_inputs(model: nn.Module, out_dir: Path, x_test: torch.Tensor, y_test: torch.Tensor,
                        classes: list[str], n: int = ATLAS_SAMPLES) -> None:
-    """Save the model summary and, for a few test images, every conv layer's filters and maps."""
+    """Save the model summary and, for a few test images, every conv layer's filters and maps.
+
+    The model runs in eval mode; each module's own mode is restored.
+    """
     input_shape = tuple(x_test.shape[1:])
     write_json(out_dir / "summary.json", summarize(model, input_shape).to_dict())
     names = conv_layers(model)
@@ -131,8 +136,8 @@ def write_atlas_inputs(model: nn.Module, out_dir: Path, x_test: torch.Tensor, y_
     picks = [int((y_test == c).nonzero()[0]) for c in range(n) if (y_test == c).any()]
     x = x_test[picks]
     acts = activations(model, x, names)
-    with torch.no_grad():
-        preds = model.eval()(x.to(next(model.parameters()).device)).argmax(1).cpu()
+    with torch.no_grad(), eval_mode(model):
+        preds = model(x.to(model_device(model))).argmax(1).cpu()
     arrays: dict[str, np.ndarray] = {"images": x.cpu().numpy(), "labels": y_test[picks].cpu().numpy(),
                                      "preds": preds.numpy()}
     for name in names:
@@ -152,6 +157,14 @@ def load_run_model(out_dir: str | Path, device: str = "cpu") -> tuple[nn.Module,
                          **cfg.model_args)
     restore(ckpt, model)
     return model.to(device).eval(), cfg
+
+
+def _check_model_args(cfg: TrainConfig) -> None:
+    from_data = sorted({"in_channels", "num_classes"} & set(cfg.model_args))
+    if from_data:
+        raise UserError(f"model_args.{from_data[0]} comes from the dataset ({cfg.data}): leave it out of "
+                        "--set; choose the data with --data.")
+    model_kwargs(cfg.model, cfg.model_args)
 
 
 def _existing_state(out_dir: Path) -> dict[str, Any] | None:

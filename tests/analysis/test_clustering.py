@@ -1,10 +1,12 @@
-"""Layer-by-layer clustering (convscope.analysis.clustering) on synthetic clusters and on LeNet-5."""
+"""Layer-by-layer clustering (convscope.analysis.clustering) on synthetic clusters, LeNet-5 and a residual network."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 from convscope.analysis.clustering import (
     knn_accuracy,
@@ -12,9 +14,11 @@ from convscope.analysis.clustering import (
     representation_layers,
     scatter_ratio,
 )
+from convscope.errors import UserError
 from convscope.hooks import activations
 from convscope.models import create_model
 from tests.untouched import assert_untouched, snapshot
+from tests.usermodels import USER_INPUT, user_model
 
 
 def blobs(spread: float, n: int = 300, classes: int = 3, dim: int = 8, seed: int = 0):
@@ -76,3 +80,45 @@ def test_layer_clustering_of_lenet_keeps_the_order_and_leaves_the_model_untouche
     assert len(result.knn_acc) == len(result.scatter_ratio) == 12
     assert all(0 <= a <= 1 for a in result.knn_acc) and all(r >= 0 for r in result.scatter_ratio)
     assert_untouched(model, before)
+
+
+def test_a_residual_network_gives_the_layers_that_run_once_in_forward_order():
+    model = user_model()
+    x = torch.rand(6, *USER_INPUT)
+    before = snapshot(model)
+    names = representation_layers(model, x)
+    # by hand from UserNet.forward: block.relu runs twice, F.relu is no module, dropout is a no-op
+    assert names == ["stem.0", "stem.1", "stem.2", "block.conv1", "block.bn1", "block.conv2", "block.bn2", "conv",
+                     "pool", "fc"]
+    reps = activations(model, x, names)  # the module docstring's recipe, on a residual network
+    assert_untouched(model, before)
+    with torch.no_grad():  # oracle for the in-place ReLU's record: the stem by hand, BatchNorm in eval mode
+        conv, bn = model.stem[0], model.stem[1]
+        stem = F.relu(F.batch_norm(conv(x), bn.running_mean, bn.running_var, bn.weight, bn.bias, eps=bn.eps))
+    torch.testing.assert_close(reps["stem.2"], stem)
+    result = layer_clustering({"input": x, **reps}, torch.arange(6) % 2, k=1)
+    assert result.layers == ["input", *names] and list(reps) == names
+
+
+def test_a_layer_run_twice_is_refused_with_the_way_out():
+    with pytest.raises(UserError, match=r"'block.relu' runs more than once.*representation_layers\(model, x\)"):
+        activations(user_model(), torch.rand(2, *USER_INPUT), ["block.relu"])
+
+
+class _Spare(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.spare = nn.Linear(3, 3)  # registered first, never run
+        self.fc = nn.Linear(3, 3)
+        self.relu = nn.ReLU()
+
+    def forward(self, x):
+        return self.relu(self.fc(x))
+
+
+def test_without_an_input_the_leaf_layers_are_listed_in_registration_order():
+    model = _Spare()
+    assert representation_layers(model) == ["spare", "fc", "relu"]  # nothing to trace
+    assert representation_layers(model, torch.rand(4, 3)) == ["fc", "relu"]
+    model.input_shape = (3,)
+    assert representation_layers(model) == ["fc", "relu"]

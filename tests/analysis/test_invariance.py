@@ -3,6 +3,8 @@ import torch
 from torch import nn
 
 from convscope.analysis.invariance import hflip, invariance_scores, rotate, translate
+from convscope.errors import UserError
+from tests.untouched import assert_untouched, snapshot
 
 
 class _GlobalSum(nn.Module):
@@ -50,10 +52,10 @@ def test_transforms():
 
 def test_model_is_left_as_found():
     model = _Bank(nn.Conv2d(1, 4, 3)).train()
-    before = [p.clone() for p in model.parameters()]
-    invariance_scores(model, torch.randn(50, 1, 10, 10), ["layer"], top_fraction=0.5)
-    assert model.training and all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
-    assert not any(m._forward_hooks for m in model.modules())
+    x = torch.randn(50, 1, 10, 10)
+    before = snapshot(model)
+    invariance_scores(model, x, ["layer"], top_fraction=0.5)
+    assert_untouched(model, before)
 
 
 def test_batching_does_not_change_the_scores():
@@ -66,3 +68,10 @@ def test_batching_does_not_change_the_scores():
     for family, inv in whole["layer"].items():
         assert pieces["layer"][family].score == pytest.approx(inv.score, rel=1e-12)
         assert pieces["layer"][family].local_rate == pytest.approx(inv.local_rate, rel=1e-12, nan_ok=True)
+
+
+@pytest.mark.parametrize("layer", ["layer.1", "layer.2"])  # a Flatten's (N, C·h·w), a Linear's (N, C)
+def test_a_non_spatial_layer_is_refused(layer):
+    model = _Bank(nn.Sequential(nn.Conv2d(1, 4, 3), nn.Flatten(), nn.Linear(4 * 8 * 8, 5)))
+    with pytest.raises(UserError, match=rf"'{layer}' puts out shape \(20, \d+\), not \(N, C, h, w\)"):
+        invariance_scores(model, torch.randn(20, 1, 10, 10), ["layer.0", layer])

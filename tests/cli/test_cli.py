@@ -49,6 +49,10 @@ def test_help_lists_every_command():
     (("train", "lenet5", "--set", "grad_clip=-1", "-q"), ("grad_clip",)),
     (("data", "verify", "cifar11"), ("unknown dataset", "cifar10")),
     (("report", "/nonexistent/dir"), ("not a directory",)),
+    (("summary", "lenet5", "--set", "foo=1"), ("no argument 'foo'", "num_classes", "activation")),
+    (("summary", "lenet5", "--set", "num_classes=abc"), ("num_classes", "whole number")),
+    (("train", "lenet5", "--set", "model_args.foo=1", "-q"), ("no argument 'foo'", "in_channels")),
+    (("train", "lenet5", "--set", "model_args.num_classes=3", "-q"), ("comes from the dataset",)),
 ])
 def test_user_mistakes_exit_2_with_one_sentence(args, words):
     assert_user_error(invoke(*args), *words)
@@ -134,3 +138,15 @@ def test_result_table_prints_lists_of_names(capsys):
     _print_result(result)
     out = capsys.readouterr().out
     assert "features.conv1" in out and "[a paper]" in out
+
+
+def test_train_ends_by_saying_how_to_render_the_atlas(tmp_path, monkeypatch):
+    import convscope.cli as cli
+
+    class Outcome:
+        final = {"test_acc": 0.5, "epoch": 1}
+
+    monkeypatch.setattr(cli, "_train", lambda cfg, out, *args: Outcome())
+    result = invoke("train", "lenet5", "--out", str(tmp_path / "run"), "-q")
+    assert result.exit_code == 0, result.output
+    assert result.output.strip().splitlines()[-1] == f"render its atlas with: convscope report {tmp_path / 'run'}"

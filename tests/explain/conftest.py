@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from convscope.models import create_model
-from tests.explain.usermodel import user_model
+from tests.usermodels import user_model
 
 
 def zoo(name: str) -> tuple[torch.nn.Module, torch.Tensor]:

@@ -12,7 +12,7 @@ from convscope.errors import UserError
 from convscope.explain.cam import GradCAM, GuidedGradCAM, resize
 from convscope.explain.relu_rules import GuidedBackprop
 from tests.explain.conftest import CAM_LAYER, zoo
-from tests.explain.usermodel import user_model
+from tests.usermodels import user_model
 
 
 def test_gradcam_equals_captum_at_the_layers_resolution(captum_case):

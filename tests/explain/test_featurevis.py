@@ -7,6 +7,7 @@ import pytest
 import torch
 from torch import nn
 
+from convscope.errors import UserError
 from convscope.explain.featurevis import (
     Objective,
     channel,
@@ -21,35 +22,13 @@ from convscope.explain.featurevis import (
     visualize_channels,
 )
 from convscope.models import create_model
-
-HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
+from tests.untouched import assert_untouched, snapshot
+from tests.usermodels import USER_CONV, USER_INPUT, user_model
 
 
 def lenet() -> nn.Module:
     torch.manual_seed(0)
     return create_model("lenet5")
-
-
-def snapshot(model: nn.Module) -> dict:
-    return {
-        "state": {k: v.clone() for k, v in model.state_dict().items()},
-        "flags": {n: p.requires_grad for n, p in model.named_parameters()},
-        "modes": {n: m.training for n, m in model.named_modules()},
-        "grads": {n: p.grad for n, p in model.named_parameters()},
-    }
-
-
-def assert_untouched(model: nn.Module, before: dict) -> None:
-    after = snapshot(model)
-    assert after["state"].keys() == before["state"].keys()
-    for k, v in before["state"].items():
-        assert torch.equal(after["state"][k], v), k
-    assert after["flags"] == before["flags"]
-    assert after["modes"] == before["modes"]
-    assert all(g is None for g in after["grads"].values())
-    for name, m in model.named_modules():
-        for attr in HOOK_DICTS:
-            assert not getattr(m, attr, {}), f"{name}.{attr} left behind"
 
 
 def test_each_channel_rises_over_the_ascent():
@@ -124,3 +103,25 @@ def test_transforms_keep_the_size_and_params_follow_the_device():
     assert compose(jitter(2), jitter(1))(x).shape == x.shape
     params, image_fn = pixel_image((1, 1, 5, 5), torch.device("cpu"), sigmoid=False)
     assert params[0].requires_grad and image_fn() is params[0]
+
+
+def test_a_model_without_input_shape_needs_one():
+    model = user_model()
+    before = snapshot(model)
+    with pytest.raises(UserError, match=r"UserNet has no input_shape.*input_shape=\(C, H, W\)"):
+        visualize_channels(model, USER_CONV, steps=2)
+    vis = visualize_channels(model, USER_CONV, input_shape=USER_INPUT, steps=2)
+    assert vis.images.shape == (8, *USER_INPUT)
+    assert_untouched(model, before)
+
+
+def test_a_float64_model_is_visualised_in_float64():
+    """The same ascent as in float32, to float32's precision: the images follow the model's dtype."""
+    single = visualize_channels(lenet(), "features.conv1", steps=5, transforms=[jitter(1)])
+    model = lenet().double()
+    before = snapshot(model)
+    double = visualize_channels(model, "features.conv1", steps=5, transforms=[jitter(1)])
+    assert double.images.dtype == torch.float64
+    torch.testing.assert_close(double.images.float(), single.images, atol=1e-4, rtol=0)
+    assert own_channel_activation(model, "features.conv1", double.images).dtype == np.float64
+    assert_untouched(model, before)

@@ -14,7 +14,7 @@ from convscope.errors import UserError
 from convscope.explain.relu_rules import Deconvnet, GuidedBackprop
 from convscope.models import create_model
 from tests.explain.conftest import zoo
-from tests.explain.usermodel import user_model
+from tests.usermodels import user_model
 
 METHODS = {"guided": (GuidedBackprop, ca.GuidedBackprop), "deconvnet": (Deconvnet, ca.Deconvolution)}
 
@@ -105,15 +105,14 @@ def test_every_way_of_calling_a_relu_gets_the_rule(how, rule):
 
 
 def _user_oracle(model: nn.Module, x: torch.Tensor, rule: str) -> torch.Tensor:
-    """tests.explain.usermodel.UserNet's forward written out with the oracle ReLU at each of its five ReLUs."""
+    """tests.usermodels.UserNet's forward written out with the oracle ReLU at each of its four ReLU calls."""
     relu = lambda t: OracleReLU.apply(t, rule)  # noqa: E731
     b = model.block
     h = relu(model.stem[1](model.stem[0](x)))
     out = relu(b.bn1(b.conv1(h)))
     h = relu(b.bn2(b.conv2(out)) + h)
     h = relu(model.conv(h))
-    h = model.drop(model.pool(h).flatten(1))
-    return model.fc2(relu(model.fc1(h)))
+    return model.fc(model.pool(model.dropout(h)).flatten(1))
 
 
 @pytest.mark.parametrize("rule", METHODS)

@@ -13,6 +13,8 @@ from torch import nn
 from convscope.errors import InputShapeError
 from convscope.models import create_model
 from convscope.models.summary import LayerRow, Summary, summarize
+from tests.untouched import assert_untouched, snapshot
+from tests.usermodels import USER_INPUT, user_model
 
 
 def meta_model(name: str, **kwargs: object) -> nn.Module:
@@ -94,28 +96,21 @@ def test_to_dict_and_table() -> None:
     assert "depth 5" in str(summary)
 
 
-def no_hooks(model: nn.Module) -> bool:
-    return all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
-
-
 def test_model_left_unchanged() -> None:
     model = create_model("lenet5")
     model.train()
     model.classifier.eval()
-    before = {n: p.clone() for n, p in model.state_dict().items()}
+    before = snapshot(model)
     summarize(model)
-    assert no_hooks(model)
-    assert model.training and model.features.training and not model.classifier.training
-    assert not model.classifier.fc1.training
-    after = model.state_dict()
-    assert all(torch.equal(before[n], after[n]) for n in before)
+    assert_untouched(model, before)
 
 
 def test_hooks_removed_and_mode_restored_on_error() -> None:
     model = create_model("lenet5").train()
+    before = snapshot(model)
     with pytest.raises(InputShapeError, match="28×28"):
         summarize(model, input_shape=(1, 32, 32))
-    assert no_hooks(model) and all(m.training for m in model.modules())
+    assert_untouched(model, before)
 
 
 def test_needs_an_input_shape() -> None:
@@ -147,3 +142,18 @@ def test_user_model_with_functional_ops() -> None:
     assert rows["pool"].rf == 5 + 1 and rows["pool"].jump == 2  # widest branch (two 3×3) then 2×2 pool
     assert rows["fc"].rf == 8
     assert summarize(TwoBranch(), input_shape=(1, 8, 8)).depth == 3  # long branch (2) + fc
+
+
+@pytest.mark.parametrize("shape, words", [
+    ((1, 28, 28), r"UserNet does not run on one input of shape \(1, 28, 28\) \(.*channels.*\); pass the input_shape"),
+    ((3, 32), r"UserNet does not run on one input of shape \(3, 32\)"),
+    ((3, 0, 32), r"positive whole numbers, got \(3, 0, 32\)"),
+    ((3, 32.5, 32), r"positive whole numbers"),
+])
+def test_a_shape_a_user_model_cannot_take_is_a_user_error(shape, words) -> None:
+    model = user_model()
+    before = snapshot(model)
+    with pytest.raises(InputShapeError, match=words):
+        summarize(model, input_shape=shape)
+    assert_untouched(model, before)
+    assert summarize(model, input_shape=USER_INPUT).rows[-1].output_shape == (10,)

@@ -16,7 +16,7 @@ def _trained(tmp_path, tiny_data, epochs=1):
     torch.manual_seed(0)
     model = create_model("lenet5")
     cfg = TrainConfig(epochs=epochs, batch_size=64, lr=0.005)
-    fit(model, *tiny_data, cfg, tmp_path, progress=False)
+    fit(model, *tiny_data, cfg, out_dir=tmp_path, progress=False)
     return model, cfg
 
 

@@ -29,13 +29,13 @@ def _model(seed):
 def test_resume_equals_uninterrupted(tmp_path, tiny_data, optimizer):
     cfg = TrainConfig(epochs=3, batch_size=64, lr=0.005, optimizer=optimizer, seed=7)
     straight = _model(7)
-    fit(straight, *tiny_data, cfg, tmp_path / "a", progress=False)
+    fit(straight, *tiny_data, cfg, out_dir=tmp_path / "a", progress=False)
 
     killed = _model(7)
     with pytest.raises(KeyboardInterrupt):
-        fit(killed, *tiny_data, cfg, tmp_path / "b", progress=False, on_epoch=_kill_after(1))
+        fit(killed, *tiny_data, cfg, out_dir=tmp_path / "b", progress=False, on_epoch=_kill_after(1))
     resumed = _model(123)  # a different init: everything must come from the checkpoint
-    result = fit(resumed, *tiny_data, cfg, tmp_path / "b", resume=True, progress=False)
+    result = fit(resumed, *tiny_data, cfg, out_dir=tmp_path / "b", resume=True, progress=False)
 
     for (k, a), b in zip(straight.state_dict().items(), resumed.state_dict().values(), strict=True):
         assert torch.equal(a, b), f"{k} differs after resume"

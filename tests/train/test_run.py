@@ -1,16 +1,22 @@
-"""`train.run.load_data`, the way `convscope lab` and `reproduce` get their data."""
+"""train/run.py: `load_data` (the way `convscope lab` and `reproduce` get their data) and the atlas inputs a run
+directory saves of a model, with the model left in its own modes."""
 
 from __future__ import annotations
 
+import copy
 import urllib.error
 from dataclasses import replace
 
 import numpy as np
+import torch
 
 from convscope.data import download, sources
 from convscope.experiments.crelu import CReLUConfig
-from convscope.train.run import load_data
+from convscope.io import read_json
+from convscope.models import create_model
+from convscope.train.run import load_data, write_atlas_inputs
 from tests.data.fakes import fake_debian_tools, make_split, pin_tiny
+from tests.untouched import assert_untouched, snapshot
 
 
 def test_lab_crelu_data_on_a_fresh_machine_comes_from_the_debian_package_file(tmp_path, monkeypatch):
@@ -36,3 +42,20 @@ def test_lab_crelu_data_on_a_fresh_machine_comes_from_the_debian_package_file(tm
     assert x.shape == (10, 1, 28, 28) and xt.shape == (5, 1, 28, 28)
     np.testing.assert_array_equal(np.bincount(y.numpy()), [1] * 10)  # class-balanced subset of 10
     assert sources.cache_file("fashion-mnist", "train").exists() and not (tmp_path / "not-installed").exists()
+
+
+def test_write_atlas_inputs_runs_in_eval_mode_and_leaves_the_model_as_found(tmp_path, tiny_data):
+    _, (x, y) = tiny_data
+    torch.manual_seed(0)
+    model = create_model("lenet5")
+    model.train()
+    model.classifier.eval()  # mixed modes, as a user may leave them
+    before = snapshot(model)
+    write_atlas_inputs(model, tmp_path, x, y, [str(c) for c in range(10)])
+    assert_untouched(model, before)
+    arrays = np.load(tmp_path / "layers.npz")
+    picks = [int((y == c).nonzero()[0]) for c in range(6)]
+    with torch.no_grad():
+        preds = copy.deepcopy(model).eval()(x[picks]).argmax(1)
+    assert arrays["preds"].tolist() == preds.tolist() and arrays["labels"].tolist() == list(range(6))
+    assert read_json(tmp_path / "layers.json")["conv_layers"] == ["features.conv1", "features.conv2"]
