@@ -38,8 +38,11 @@ def lab(
 @app.command()
 @guarded
 def train(
-    model: Annotated[str, typer.Argument(help="Model name (see `convscope summary --list`).")],
+    model: Annotated[str, typer.Argument(help="Zoo name (see `convscope summary --list`), path/to/file.py:factory "
+                                              "or package.module:factory.")],
     data: Annotated[str, typer.Option("--data", help="Dataset name.")] = "mnist",
+    weights: Annotated[Path | None, typer.Option(help="Start from these weights (safetensors, a state dict, or "
+                                                 "torchvision's file).")] = None,
     epochs: Annotated[int | None, typer.Option(help="Passes over the training set [default: 3].")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Mini-batch size [default: 256].")] = None,
     optimizer: Annotated[str | None, typer.Option(help="sgd, adam or adagrad [default: adam].")] = None,
@@ -67,6 +70,9 @@ def train(
     (a quick run on class-balanced subsets)
 
     Example: `convscope train lenet5 --out runs/lenet5 --resume` (after Ctrl-C)
+
+    Example: `convscope train my_nets.py:small_cnn --data cifar10 --root ~/data` (your own model: the factory
+    gets in_channels and num_classes when it takes them)
     """
     import os
 
@@ -74,8 +80,9 @@ def train(
 
     device = device or os.environ.get("CONVSCOPE_DEVICE")
     cfg = resolve(TrainConfig, config, set_, model=model, data=data, epochs=epochs, batch_size=batch_size,
-                  optimizer=optimizer, lr=lr, schedule=schedule, seed=seed, device=device)
-    out = out or Path("runs") / f"{cfg.model}-{cfg.data}"
+                  optimizer=optimizer, lr=lr, schedule=schedule, seed=seed, device=device,
+                  weights=str(weights) if weights is not None else None)
+    out = out or Path("runs") / f"{cfg.model.rpartition(':')[2]}-{cfg.data}"  # path/file.py:factory → factory
     outcome = _train(cfg, out, resume, overwrite, root, quiet)
     final = outcome.final
     typer.echo(f"test accuracy {final.get('test_acc', float('nan')):.4f} after epoch {final.get('epoch')}; "
