@@ -12,7 +12,7 @@ from convscope.experiments import run_experiment
 from convscope.experiments.explain import ExplainConfig
 from convscope.explain import list_methods
 from convscope.result import Result
-from tests.experiments.atlas import render_without_torch
+from tests.experiments.atlas import figures_drawn
 
 SMALL = TrainConfig(epochs=1, batch_size=64, train_subset=2000, test_subset=300, device="cpu")
 
@@ -35,7 +35,7 @@ def test_a_small_explain_run_saves_everything_the_page_draws(tmp_path):
         assert r.arrays[f"sanity_abs.{m}"].shape == (len(r.metrics["sanity_layers"]),)
         assert 0 <= r.metrics["deletion_auc"][m] <= 1
     assert r.metrics["sanity_layers"][0] == "classifier.fc3"
-    assert render_without_torch(tmp_path, "explain") == 3
+    assert figures_drawn(tmp_path, "explain") == 3
 
 
 def test_unknown_methods_and_runs_without_checkpoints_are_refused(tmp_path):
