@@ -39,6 +39,7 @@ class TrainConfig:
     model: str = "lenet5"
     data: str = "mnist"
     model_args: dict[str, Any] = field(default_factory=dict)
+    weights: str | None = None  # start from these weights (safetensors or a state dict; torchvision keys too)
     epochs: int = 3
     batch_size: int = 256
     optimizer: Optimizer = "adam"

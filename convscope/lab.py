@@ -62,6 +62,8 @@ def run_lab(out_dir: str | Path = "runs/lab", *, retrain: bool = False, cfg: Tra
             exp_cfg = (experiment_configs or {}).get(name) or lab_config(name)
             if isinstance(getattr(exp_cfg, "train", None), TrainConfig):
                 exp_cfg = replace(exp_cfg, train=replace(exp_cfg.train, device=cfg.device))
+            if hasattr(exp_cfg, "run") and exp_cfg.run is None:  # an experiment on a trained model: the lab's
+                exp_cfg = replace(exp_cfg, run=str(out_dir))
             try:
                 result = run_experiment(name, exp_dir, exp_cfg, progress=progress)
             except DataError as e:  # e.g. Fashion-MNIST offline without Debian's package: the rest still runs

@@ -42,28 +42,33 @@ class Residual(nn.Module):
 
 
 class UserNet(nn.Module):
-    def __init__(self, num_classes: int = 10) -> None:
+    """`functional=False` calls an `nn.ReLU` module where the default calls `F.relu`, so libraries that only see
+    modules (Captum's guided backprop) can be compared on the same weights."""
+
+    def __init__(self, num_classes: int = 10, functional: bool = True) -> None:
         super().__init__()
+        self.functional = functional
         self.stem = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU(inplace=True))
         self.block = Residual(8)
         self.conv = nn.Conv2d(8, 16, 3, stride=2, padding=1)  # (B, 16, 16, 16)
         self.dropout = nn.Dropout(0.25)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(16, num_classes)
+        self.act = nn.ReLU()  # used only when functional=False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.block(self.stem(x))
-        x = F.relu(self.conv(x))
+        x = F.relu(self.conv(x)) if self.functional else self.act(self.conv(x))
         x = self.pool(self.dropout(x)).flatten(1)  # (B, 16)
         return self.fc(x)
 
 
-def user_model(seed: int = 0, num_classes: int = 10) -> UserNet:
+def user_model(seed: int = 0, num_classes: int = 10, functional: bool = True) -> UserNet:
     """A `UserNet` with seeded weights and BatchNorm statistics, in train mode."""
     gen = torch.Generator().manual_seed(seed)
     with torch.random.fork_rng(devices=[]):  # the caller's global random state is not used up
         torch.manual_seed(seed)
-        model = UserNet(num_classes)
+        model = UserNet(num_classes, functional)
     with torch.no_grad():
         for m in model.modules():
             if isinstance(m, nn.BatchNorm2d):

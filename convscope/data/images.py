@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from convscope.errors import unknown_name
+from convscope.errors import UserError, unknown_name
 
 # name -> the skimage.data function that loads it (all bundled with scikit-image, none downloaded).
 _LOADERS: dict[str, str] = {
@@ -94,3 +94,60 @@ def _load(loader: str) -> np.ndarray:
 
 
 __all__ = ["sample_image", "sample_image_names"]
+
+
+# ------------------------------------------------------------------------------ a user's image file
+
+MAX_PIXELS = 64_000_000  # larger images are refused (a decompression bomb would otherwise fill memory)
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+def read_image(path: str, channels: int, size: tuple[int, int], invert: bool = False,
+               normalize: str | None = None) -> tuple[np.ndarray, str]:
+    """An image file (PNG, JPEG, … anything Pillow reads), or `sample:NAME` for scikit-image's samples, as a
+    float32 `(channels, H, W)` array ready for a model, and a sentence saying how it was prepared.
+
+    The image becomes grey (ITU-R 601 luma, Pillow's "L") or RGB, is resized so its shorter side is the
+    target's (bicubic) and centre-cropped to `size`, scaled to [0, 1], optionally inverted (MNIST digits
+    are white on black) and normalised with ImageNet's mean and std (`normalize="imagenet"`, what
+    torchvision's weights expect).
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    if channels not in (1, 3):
+        raise UserError(f"Images can be read for 1- or 3-channel models, not {channels} channels.")
+    if normalize not in (None, "imagenet"):
+        raise UserError(f"Unknown normalisation {normalize!r}: use imagenet or none.")
+    if path.startswith("sample:"):
+        arr = (sample_image(path.removeprefix("sample:"), grey=False) * 255).round().astype(np.uint8)
+        img, what = Image.fromarray(arr), f"scikit-image's sample {path.removeprefix('sample:')!r}"
+    else:
+        Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+        try:
+            img = Image.open(path)
+            img.load()
+        except FileNotFoundError:
+            raise UserError(f"Image file {path} does not exist: check the path given with --image.") from None
+        except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError) as e:
+            raise UserError(f"{path} is not an image Pillow can read ({e}): give a PNG or JPEG file.") from None
+        what = f"{path} ({img.format} {img.width}×{img.height} {img.mode})"
+    img = img.convert("L" if channels == 1 else "RGB")
+    H, W = size
+    scale = max(H / img.height, W / img.width)
+    new = (max(W, round(img.width * scale)), max(H, round(img.height * scale)))
+    img = img.resize(new, Image.Resampling.BICUBIC)
+    left, top = (new[0] - W) // 2, (new[1] - H) // 2
+    img = img.crop((left, top, left + W, top + H))
+    arr = np.asarray(img, dtype=np.float32) / 255.0
+    arr = arr[None] if channels == 1 else arr.transpose(2, 0, 1)  # (C, H, W)
+    steps = [f"read {what}", f"converted to {'grey' if channels == 1 else 'RGB'}",
+             f"resized (bicubic) and centre-cropped to {H}×{W}", "scaled to [0, 1]"]
+    if invert:
+        arr = 1.0 - arr
+        steps.append("inverted (1 − x)")
+    if normalize == "imagenet":
+        mean = np.array(IMAGENET_MEAN[:channels], np.float32).reshape(-1, 1, 1)
+        std = np.array(IMAGENET_STD[:channels], np.float32).reshape(-1, 1, 1)
+        arr = (arr - mean) / std
+        steps.append("normalised with ImageNet's mean and std")
+    return np.ascontiguousarray(arr, dtype=np.float32), "; ".join(steps) + "."

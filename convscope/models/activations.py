@@ -45,6 +45,8 @@ class CReLU(nn.Module):
 class AVR(nn.Module):
     """Absolute value rectification, `|x|` (its gradient is sign(x), 0 at 0)."""
 
+    activation_kind = "abs"  # not a ReLU: guided backpropagation and the deconvnet rule refuse it
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.abs(x)
 

@@ -285,3 +285,28 @@ def heatmap(values: np.ndarray, label: str) -> bytes:
 
 def _is_number(x: object) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def explanation_panel(image: np.ndarray, attribution: np.ndarray, title: str, cam: bool = False) -> bytes:
+    """The input (C, H, W), the map (H, W) on the diverging scale (Grad-CAM's on a sequential one), and the map
+    over the input: what `convscope explain` writes. The map is scaled by its own largest |value| here only."""
+    img = image.transpose(1, 2, 0)
+    grey = img[..., 0] if img.shape[2] == 1 else img.mean(2)
+    shown = np.clip(img[..., 0], 0, 1) if img.shape[2] == 1 else np.clip(img, 0, 1)
+    peak = float(np.abs(attribution).max()) or 1.0
+    fig = Figure(figsize=(9.0, 3.4), layout="constrained")
+    axes = fig.subplots(1, 3)
+    axes[0].imshow(shown, cmap="gray" if shown.ndim == 2 else None, interpolation="nearest")
+    axes[0].set_title("input", fontsize=9)
+    style = {"cmap": "inferno", "vmin": 0, "vmax": peak} if cam else {"cmap": DIVERGING, "vmin": -peak, "vmax": peak}
+    im = axes[1].imshow(attribution, interpolation="nearest", **style)
+    axes[1].set_title("map (red: for the target, blue: against)" if not cam else "map", fontsize=9)
+    fig.colorbar(im, ax=axes[1], shrink=0.8)
+    axes[2].imshow(grey, cmap="gray", interpolation="nearest")
+    axes[2].imshow(attribution, alpha=0.55, interpolation="bilinear", **style)
+    axes[2].set_title("overlay", fontsize=9)
+    for ax in axes:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle(title, fontsize=10)
+    return png_bytes(fig)

@@ -24,7 +24,8 @@ from convscope.data import load_dataset
 from convscope.errors import RunDirError, UserError
 from convscope.hooks import activations, conv_layers, conv_weight, eval_mode, model_device
 from convscope.io import read_json, read_jsonl, save_npz, write_json
-from convscope.models import create_model, model_kwargs
+from convscope.models import model_kwargs
+from convscope.models.loading import build, load_weights
 from convscope.models.summary import summarize
 from convscope.result import versions
 from convscope.train.checkpoint import has_checkpoint, load_checkpoint, restore
@@ -63,7 +64,9 @@ def load_data(cfg: TrainConfig, root: str | Path | None = None, progress: bool =
 def build_model(cfg: TrainConfig, in_channels: int, num_classes: int, device: torch.device) -> nn.Module:
     """Create the configured model with a seeded initialisation on `device`."""
     torch.manual_seed(cfg.seed)
-    model = create_model(cfg.model, in_channels=in_channels, num_classes=num_classes, **cfg.model_args)
+    model = build(cfg.model, in_channels=in_channels, num_classes=num_classes, **cfg.model_args)
+    if cfg.weights is not None:
+        load_weights(model, cfg.weights)
     return model.to(device)
 
 
@@ -153,8 +156,8 @@ def load_run_model(out_dir: str | Path, device: str = "cpu") -> tuple[nn.Module,
     cfg = from_dict(TrainConfig, ckpt.config)
     data = ckpt.provenance.get("data", {})
     in_channels = ckpt.provenance.get("input_shape", [1])[0]
-    model = create_model(cfg.model, in_channels=in_channels, num_classes=len(data.get("classes", range(10))),
-                         **cfg.model_args)
+    model = build(cfg.model, in_channels=in_channels, num_classes=len(data.get("classes", range(10))),
+                  **cfg.model_args)
     restore(ckpt, model)
     return model.to(device).eval(), cfg
 
@@ -164,7 +167,8 @@ def _check_model_args(cfg: TrainConfig) -> None:
     if from_data:
         raise UserError(f"model_args.{from_data[0]} comes from the dataset ({cfg.data}): leave it out of "
                         "--set; choose the data with --data.")
-    model_kwargs(cfg.model, cfg.model_args)
+    if ":" not in cfg.model:  # a zoo model: its arguments are known before any data is read
+        model_kwargs(cfg.model, cfg.model_args)
 
 
 def _existing_state(out_dir: Path) -> dict[str, Any] | None:

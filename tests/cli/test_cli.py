@@ -130,7 +130,7 @@ def test_checksum_mismatch_is_a_user_error(tmp_path, monkeypatch):
 
 
 def test_result_table_prints_lists_of_names(capsys):
-    from convscope.cli import _print_result
+    from convscope.cli.run import _print_result
     from convscope.result import Published, Result
 
     result = Result("x", "X", {"layers": ["input", "features.conv1"], "acc": 0.5},
@@ -141,7 +141,7 @@ def test_result_table_prints_lists_of_names(capsys):
 
 
 def test_train_ends_by_saying_how_to_render_the_atlas(tmp_path, monkeypatch):
-    import convscope.cli as cli
+    import convscope.cli.run as cli
 
     class Outcome:
         final = {"test_acc": 0.5, "epoch": 1}

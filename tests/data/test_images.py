@@ -44,3 +44,43 @@ def test_grey_is_the_bt709_luma_of_skimages_colour_photograph():
     np.testing.assert_allclose(sample_image("chelsea"), luma, atol=1e-6)
     grey = skimage.data.camera().astype(np.float64) / 255
     np.testing.assert_allclose(sample_image("camera", grey=False), np.repeat(grey[..., None], 3, axis=2), atol=1e-7)
+
+
+def test_read_image_prepares_a_users_file_as_stated(tmp_path):
+    from PIL import Image
+
+    from convscope.data.images import IMAGENET_MEAN, IMAGENET_STD, read_image
+
+    # A 40×20 RGB image: left half pure red, right half white. Grey (ITU-R 601): red → 76/255.
+    arr = np.zeros((20, 40, 3), np.uint8)
+    arr[:, :20] = (255, 0, 0)
+    arr[:, 20:] = 255
+    Image.fromarray(arr).save(tmp_path / "a.png")
+    grey, how = read_image(str(tmp_path / "a.png"), 1, (10, 10))
+    # the shorter side (20) becomes 10, the 20-wide result is centre-cropped: columns 5..14 of the halved image
+    assert grey.shape == (1, 10, 10) and grey.dtype == np.float32
+    assert abs(grey[0, 5, 0] - 76 / 255) < 0.02 and abs(grey[0, 5, -1] - 1.0) < 0.02
+    assert "PNG 40×20 RGB" in how and "centre-cropped to 10×10" in how
+    rgb, how = read_image(str(tmp_path / "a.png"), 3, (10, 10), normalize="imagenet")
+    expected = (np.array([1.0, 0, 0]) - IMAGENET_MEAN) / IMAGENET_STD
+    np.testing.assert_allclose(rgb[:, 5, 0], expected, atol=0.05)
+    inv, how = read_image(str(tmp_path / "a.png"), 1, (10, 10), invert=True)
+    np.testing.assert_allclose(inv, 1 - grey, atol=1e-6)
+    assert "inverted" in how
+
+
+def test_read_image_refuses_what_it_cannot_read(tmp_path):
+    import pytest
+
+    from convscope.data.images import read_image
+    from convscope.errors import UserError
+
+    (tmp_path / "x.png").write_text("not an image")
+    with pytest.raises(UserError, match="not an image Pillow can read"):
+        read_image(str(tmp_path / "x.png"), 1, (28, 28))
+    with pytest.raises(UserError, match="does not exist"):
+        read_image(str(tmp_path / "missing.png"), 1, (28, 28))
+    with pytest.raises(UserError, match="1- or 3-channel"):
+        read_image("sample:camera", 4, (28, 28))
+    img, how = read_image("sample:chelsea", 3, (32, 32))
+    assert img.shape == (3, 32, 32) and "chelsea" in how

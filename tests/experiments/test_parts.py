@@ -15,7 +15,7 @@ from convscope.experiments.parts import GaussianNoise, PartsConfig, depth_by_mod
 from convscope.models import list_models
 from convscope.result import Result
 
-from .atlas import render_without_torch
+from .atlas import figures_drawn
 
 TINY = PartsConfig(
     train=TrainConfig(epochs=1, batch_size=50, train_subset=300, test_subset=100, device="cpu"),
@@ -94,4 +94,4 @@ def test_tiny_run_end_to_end(tmp_path):
     assert loaded.provenance["data_checksum"] and loaded.provenance["config"]["train"]["train_subset"] == 300
     assert loaded.provenance["seeds"] == [TINY.seed]
 
-    assert render_without_torch(tmp_path, "parts") == 9  # every figure, drawn from the saved arrays alone
+    assert figures_drawn(tmp_path, "parts") == 9  # every figure, drawn from the saved arrays alone

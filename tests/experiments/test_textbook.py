@@ -13,7 +13,7 @@ from convscope.result import Result
 from convscope.textbook import blas_threads, conv_speed_vs_torch
 from convscope.textbook.speed import _openblas
 
-from .atlas import render_without_torch
+from .atlas import figures_drawn
 
 
 def test_conv_speed_reports_every_layer_and_restores_threads() -> None:
@@ -85,4 +85,4 @@ def test_reproduce_textbook_small(tmp_path) -> None:
         np.testing.assert_allclose(a[f"conv1d_{mode}"], np.convolve(a["conv1d_x"], a["conv1d_w"], np_mode))
     assert all(v.dtype == np.float32 for v in a.values())
 
-    assert render_without_torch(tmp_path, "textbook") == 4  # every figure, drawn from the saved arrays alone
+    assert figures_drawn(tmp_path, "textbook") == 4  # every figure, drawn from the saved arrays alone

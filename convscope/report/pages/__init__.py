@@ -143,9 +143,8 @@ def register_page(name: str) -> Callable[[type[ExperimentPage]], type[Experiment
 
 def page_for(name: str) -> ExperimentPage:
     """The page of the Results called `name`; the default page when none is registered."""
-    if not _PAGES:
-        for info in pkgutil.iter_modules(__path__):  # importing each page module registers it
-            importlib.import_module(f"{__name__}.{info.name}")
+    for info in pkgutil.iter_modules(__path__):  # importing each page module registers it (once: cached)
+        importlib.import_module(f"{__name__}.{info.name}")
     return _PAGES.get(name, ExperimentPage)()
 
 
