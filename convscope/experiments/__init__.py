@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from convscope.errors import unknown_name
 from convscope.result import Published, Result
 
@@ -53,9 +55,21 @@ def list_experiments() -> list[str]:
 
 
 def run_experiment(name: str, out_dir: str | Path, cfg: Any = None, progress: bool = True) -> Result:
-    """Run experiment `name` with config `cfg` (defaults if None) and save its Result into `out_dir`."""
+    """Run experiment `name` with config `cfg` (defaults if None) and save its Result into `out_dir`.
+
+    A config with a `threads` field other than 0 runs with that many PyTorch intra-op threads, restored
+    afterwards: CPU results are bit-identical for a seed only at the same thread count (and instruction set,
+    both recorded in the provenance), so an experiment that pins it reproduces its saved figures.
+    """
     exp = get_experiment(name)
-    result = exp.run(cfg if cfg is not None else exp.config(), Path(out_dir), progress=progress)
+    cfg = cfg if cfg is not None else exp.config()
+    before = torch.get_num_threads()
+    if getattr(cfg, "threads", 0):
+        torch.set_num_threads(cfg.threads)
+    try:
+        result = exp.run(cfg, Path(out_dir), progress=progress)
+    finally:
+        torch.set_num_threads(before)
     result.save(out_dir)
     return result
 

@@ -124,13 +124,7 @@ class _Out:
 
 @register_experiment("parts", "The role of each part of a CNN", PartsConfig)
 def run(cfg: PartsConfig, out_dir: Path, progress: bool = True) -> Result:
-    threads = torch.get_num_threads()
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    try:
-        return _run(cfg, progress)
-    finally:
-        torch.set_num_threads(threads)
+    return _run(cfg, progress)  # run_experiment sets cfg.threads
 
 
 def _run(cfg: PartsConfig, progress: bool) -> Result:
