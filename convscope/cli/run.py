@@ -27,11 +27,12 @@ def lab(
 
     Example: `convscope lab --out runs/lab`
     """
-    from convscope.config import TrainConfig
-    from convscope.lab import run_lab
+    from dataclasses import replace
+
+    from convscope.lab import LAB_TRAIN, run_lab
 
     t0 = time.perf_counter()
-    index = run_lab(out, retrain=retrain, cfg=TrainConfig(device=device), progress=not quiet, log=typer.echo)
+    index = run_lab(out, retrain=retrain, cfg=replace(LAB_TRAIN, device=device), progress=not quiet, log=typer.echo)
     typer.echo(f"lab finished in {time.perf_counter() - t0:.1f}s")
     typer.secho(f"atlas: {index.resolve()}", bold=True)
 

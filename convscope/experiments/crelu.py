@@ -77,12 +77,12 @@ class CReLUConfig:
     @classmethod
     def lab(cls) -> CReLUConfig:
         """`convscope lab`'s size (about 30 s): the ReLU and CReLU networks only, one seed, half the default
-        width, 6000 training and 2000 test images; every analysis runs, the variant table has two rows.
+        width, 5000 training and 1000 test images; every analysis runs, the variant table has two rows.
         CReLU (half), the network of the paper's reconstruction figures, is not trained, so the reconstruction
         runs on full-width CReLU and the headline says so instead of judging it."""
         full = cls()
         return cls(seeds=[0], variants=["baseline", "crelu"], width=0.125,
-                   train=replace(full.train, train_subset=6000, test_subset=2000),
+                   train=replace(full.train, train_subset=5000, test_subset=1000),
                    lenet_train=replace(full.lenet_train, epochs=1, train_subset=20000, test_subset=2000),
                    invariance_images=200, recon_images=6)
 

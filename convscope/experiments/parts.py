@@ -93,9 +93,10 @@ class PartsConfig:
 
     @classmethod
     def lab(cls) -> PartsConfig:
-        """`convscope lab`'s size: one epoch on 10,000 images and shorter loss curves (about a third of the time)."""
-        return cls(train=TrainConfig(model="lenet5", data="mnist", epochs=1, train_subset=10000, test_subset=2000),
-                   norm_steps=200)
+        """`convscope lab`'s size: one epoch on 6,000 images, shorter loss curves at four learning rates (about a
+        third of the time)."""
+        return cls(train=TrainConfig(model="lenet5", data="mnist", epochs=1, train_subset=6000, test_subset=2000),
+                   norm_steps=150, norm_lrs=[1e-3, 1e-2, 1e-1, 1.0])
 
 
 class GaussianNoise(nn.Module):

@@ -85,8 +85,8 @@ class RecosConfig:
 
     @classmethod
     def lab(cls) -> RecosConfig:
-        """`convscope lab`'s size: one seed and half the training set (no standard deviations)."""
-        return cls(seeds=[0], train=replace(cls().train, train_subset=30000))
+        """`convscope lab`'s size: one seed, 12,000 training and 5,000 test images (no standard deviations)."""
+        return cls(seeds=[0], train=replace(cls().train, train_subset=12000, test_subset=5000))
 
 
 @register_experiment("recos", "RECOS: polarity, anchors, linear collapse, backgrounds, clustering (Kuo 2016)",

@@ -31,6 +31,7 @@ from convscope._version import __version__
 from convscope.errors import UserError
 from convscope.io import atomic_write_bytes, atomic_write_text, read_json, write_json
 from convscope.report import figures
+from convscope.report.drawing import INDEX, Job, draw_figures
 from convscope.report.load import RunFiles, SavedExperiment, attached_file, open_run, safe_name, unique
 from convscope.report.pages import page_for
 
@@ -288,17 +289,23 @@ class _Atlas:
             return None
         return a
 
-    def experiment_page(self, exp: SavedExperiment) -> Path:
-        """What was found (summary, headline table), the figures, the notes, then every metric, folded."""
+    def experiment_page(self, exp: SavedExperiment, drawn: list[tuple[str, str]]) -> Path:
+        """What was found (summary, headline table), the figures, the notes, then every metric, folded.
+
+        `drawn` holds the page's figures, already drawn into img/ (`drawing.draw_figures`): (caption, path)."""
         r = exp.result
         href = f"exp-{exp.slug}.html"
         if r is None:  # the lab skipped it: say why and how to add it
             return self.page(href, "skipped.html", exp.slug, exp=exp)
         page = page_for(r.name)
         figs = []
-        for i, fig in enumerate(page.figures(r)):
-            figs.append({"caption": fig.caption, "src": self.image(f"exp-{exp.slug}/{i}.png", fig.png),
-                         "is_image": True, "small": _small_png(fig.png)})
+        for caption, rel in drawn:
+            self.written.add(f"img/{rel}")
+            with open(self.out / "img" / rel, "rb") as f:
+                head = f.read(24)
+            figs.append({"caption": caption, "src": f"img/{rel}", "is_image": True, "small": _small_png(head)})
+        if drawn:
+            self.written.add(f"img/exp-{exp.slug}/{INDEX}")
         for i, (caption, rel) in enumerate(r.figures.items()):  # files a user's own experiment saved
             try:
                 data = attached_file(self.run_files.root, exp, rel)
@@ -476,8 +483,10 @@ def render_atlas(run_dir: str | Path, out_dir: str | Path | None = None) -> Path
         inputs = atlas.inputs()
         for i, link in enumerate(atlas.layer_links):
             atlas.layer_page(i, link, inputs)
+        drawn = draw_figures([Job(e.slug, root, e.dir, e.result.name) for e in run_files.experiments if e.result],
+                             atlas.out / "img")
         for exp in run_files.experiments:
-            atlas.experiment_page(exp)
+            atlas.experiment_page(exp, drawn.get(exp.slug, []))
         index = atlas.index()  # last, so it lists every problem met while rendering
         atlas.finish()
         return index

@@ -98,7 +98,7 @@ def test_pages_show_the_run(run_dir: Path) -> None:
     grid = exp[exp.index("<code>mu_by_layer</code>"):].split("</table>")[0]
     assert "<th>conv1</th><th>conv2</th><th>conv3</th>" in grid and "features.conv1" not in grid
     assert "<th>crelu net</th><td>-0.5547</td><td>—</td><td>0.5, 0.25</td>" in grid
-    assert (atlas / "img" / "exp-recos").is_dir() and len(list((atlas / "img" / "exp-recos").iterdir())) == 3
+    assert len(list((atlas / "img" / "exp-recos").glob("*.png"))) == 3  # two metric plots and the attached file
 
 
 def test_grey_images_have_no_rgb_rendering(tmp_path: Path) -> None:
@@ -250,3 +250,27 @@ def test_nav_labels(tmp_path: Path) -> None:
     names = ["features.0", "features.conv1", "block1.conv", "block2.conv"]
     assert [label for _, _, label in _layer_names(names)] == ["features.0", "conv1", "block1.conv", "block2.conv"]
     assert [slug for _, slug, _ in _layer_names(["a/b", "a:b"])] == ["a_b", "a_b-2"]
+
+
+def test_figures_are_drawn_again_only_when_their_result_changes(tmp_path):
+    # An experiment's figures are keyed by its files: a second rendering reuses them (same bytes, same mtime),
+    # and a changed result.json draws them anew.
+    import time
+
+    from convscope.result import Result
+
+    run = tmp_path / "run"
+    r = Result("lenet5", "LeNet-5", metrics={"test_acc": 0.99, "epochs": 2},
+               arrays={"test_acc_by_epoch": np.array([[0.98, 0.99], [0.97, 0.99]]), "seeds": np.array([0, 1])})
+    r.save(run / "experiments" / "lenet5")
+    render_atlas(run)
+    png = run / "atlas" / "img" / "exp-lenet5" / "0.png"
+    first = png.stat().st_mtime_ns
+    time.sleep(0.01)
+    render_atlas(run)
+    assert png.stat().st_mtime_ns == first
+    r.arrays["test_acc_by_epoch"] = np.array([[0.5, 0.6], [0.55, 0.65]])
+    r.save(run / "experiments" / "lenet5")
+    render_atlas(run)
+    assert png.stat().st_mtime_ns != first
+    assert "exp-lenet5/0.png" in (run / "atlas" / "exp-lenet5.html").read_text()

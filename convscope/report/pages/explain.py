@@ -8,9 +8,10 @@ the explained class, blue: against). Grad-CAM is non-negative by construction.
 from __future__ import annotations
 
 import numpy as np
+from matplotlib import colormaps
 from matplotlib.figure import Figure as MplFigure
 
-from convscope.report.figures import DIVERGING, png_bytes
+from convscope.report.figures import DIVERGING, mosaic, png_bytes
 from convscope.report.pages import ExperimentPage, Figure, Row, register_page
 from convscope.result import Result
 
@@ -30,27 +31,41 @@ def _label(r: Result, k: int) -> str:
 
 
 def map_grid(r: Result) -> bytes:
-    """Rows: the shown test images; columns: the input, then each method's map."""
+    """Rows: the shown test images; columns: the input, then each method's map. The cells are composed into
+    one RGB mosaic (one axes, not one per cell: a dozen images × ten methods would otherwise take seconds)."""
     methods, images = _methods(r), r.arrays["images"]
     n, cols = len(images), len(methods) + 1
-    fig = MplFigure(figsize=(1.05 * cols, 1.15 * n + 0.5), layout="constrained")
-    axes = np.atleast_2d(fig.subplots(n, cols))
+    h, w = images.shape[2:]
+    cells = np.ones((n, cols, h, w, 3), np.float32)
+    cmap = colormaps[DIVERGING]
     for i in range(n):
         img = images[i].transpose(1, 2, 0)
-        img = img[..., 0] if img.shape[2] == 1 else np.clip(img, 0, 1)
-        ax = axes[i, 0]
-        ax.imshow(img, cmap="gray" if img.ndim == 2 else None, interpolation="nearest")
-        y, p = int(r.arrays["labels"][i]), int(r.arrays["preds"][i])
-        ax.set_ylabel(f"{_label(r, y)} → {_label(r, p)}", fontsize=7, color="#1a7f37" if y == p else "#c62828")
+        lo, hi = float(img.min()), float(img.max())
+        img = (img - lo) / (hi - lo) if hi > lo else np.zeros_like(img)
+        cells[i, 0] = np.repeat(img, 3, axis=2) if img.shape[2] == 1 else img[..., :3]
         for j, m in enumerate(methods, start=1):
             a = r.arrays[f"maps.{m}"][i]
             peak = float(np.abs(a).max()) or 1.0
-            axes[i, j].imshow(a, cmap=DIVERGING, vmin=-peak, vmax=peak, interpolation="nearest")
-    for j, title in enumerate(["input", *methods]):
-        axes[0, j].set_title(title.replace("_", " "), fontsize=7)
-    for ax in axes.flat:
-        ax.set_xticks([])
-        ax.set_yticks([])
+            cells[i, j] = cmap(0.5 + 0.5 * a / peak)[..., :3]  # each map on its own ±peak scale
+    gap = max(1, h // 14)
+    grid = mosaic(cells.reshape(n * cols, h, w, 3), cols, gap=gap, fill=1.0)
+    fig = MplFigure(figsize=(0.9 * cols + 0.9, 0.9 * n + 0.6), layout="constrained")
+    ax = fig.add_subplot()
+    ax.imshow(grid, interpolation="nearest")
+    ax.set_xticks([(w + gap) * j + w / 2 for j in range(cols)], ["input", *(m.replace("_", " ") for m in methods)],
+                  rotation=35, ha="left", fontsize=7)
+    ax.xaxis.tick_top()
+    ax.set_yticks([(h + gap) * i + h / 2 for i in range(n)])
+    labels = []
+    for i in range(n):
+        y, p = int(r.arrays["labels"][i]), int(r.arrays["preds"][i])
+        labels.append(f"{_label(r, y)} → {_label(r, p)}")
+    ax.set_yticklabels(labels, fontsize=7)
+    for tick, i in zip(ax.get_yticklabels(), range(n), strict=True):
+        tick.set_color("#1a7f37" if r.arrays["labels"][i] == r.arrays["preds"][i] else "#c62828")
+    ax.tick_params(length=0)
+    for spine in ax.spines.values():
+        spine.set_visible(False)
     return png_bytes(fig)
 
 
