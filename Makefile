@@ -25,6 +25,7 @@ lab: install
 	$(VENV)/bin/convscope lab
 
 test: install-dev
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q -n 2 --durations=15
 
 bench: install-dev
@@ -32,6 +33,7 @@ bench: install-dev
 
 lint: install-dev
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
 
 clean:
 	rm -rf runs .pytest_cache .ruff_cache
