@@ -191,6 +191,8 @@ def top_examples(model: nn.Module, batches: Tensor | Iterable[Any], layers: list
                 progress(seen)
     if seen == 0:
         raise UserError("top_examples got no examples: pass a non-empty dataset.")
+    if given is not None and seen != len(given):
+        raise UserError(f"indices gives {len(given)} dataset indices for {seen} examples: give one index per example.")
     return {name: scan.state[name].cpu() for name in layers}
 
 

@@ -162,6 +162,8 @@ def test_wrong_inputs_are_refused():
         top_examples(model, x, ["features.conv9"])
     with pytest.raises(UserError, match="indices"):
         top_examples(model, x, indices=range(5))
+    with pytest.raises(UserError, match="indices"):
+        top_examples(model, x, indices=range(50))
     with pytest.raises(UserError, match=r"\(N, C, H, W\)"):
         top_examples(model, x[0])
     with pytest.raises(UserError, match="k must"):
