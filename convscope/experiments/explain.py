@@ -29,7 +29,7 @@ from torch import nn
 from convscope.config import TrainConfig
 from convscope.errors import UserError
 from convscope.experiments import register_experiment
-from convscope.explain import LAYER_METHODS, create_method, list_methods
+from convscope.explain import LAYER_METHODS, SAME_CLASS_MAP, create_method, list_methods
 from convscope.explain.metrics import deletion_insertion, randomization_check
 from convscope.hooks import conv_layers
 from convscope.models.loading import load_model
@@ -51,7 +51,7 @@ class ExplainConfig:
     run: str | None = None  # a run directory whose checkpoint is explained
     model: str = "lenet5"  # else a model reference (zoo name, path/file.py:factory), with `weights`
     weights: str | None = None
-    methods: list[str] = field(default_factory=lambda: list(list_methods()))
+    methods: list[str] = field(default_factory=lambda: [m for m in list_methods() if m not in SAME_CLASS_MAP])
     layer: str | None = None  # the CAM methods' layer (default: the last conv layer)
     images: int = 12
     metric_images: int = 64

@@ -11,6 +11,7 @@
 | `gradcam` | ReLU(Σ_k mean(∂y/∂A^k) A^k) at a conv layer | Selvaraju et al. 2017 |
 | `guided_gradcam` | guided backprop ⊙ upsampled Grad-CAM | Selvaraju et al. 2017 |
 | `occlusion` | mean score drop of the windows covering each pixel | Zeiler and Fergus 2014 |
+| `deconvnet_projection` | a unit walked down: unpool (switches), rectify, transposed filters | Zeiler and Fergus 2014 |
 
 `create_method(name, model, layer=...)` builds any of them by name (the command line's `convscope explain`);
 `explain.metrics` judges them (deletion/insertion, the randomisation sanity check).
@@ -26,6 +27,7 @@ from torch import nn
 from convscope.errors import UserError, unknown_name
 from convscope.explain.base import Attribution, Target, Unit
 from convscope.explain.cam import GradCAM, GuidedGradCAM
+from convscope.explain.deconvnet import DeconvnetProjection
 from convscope.explain.gradients import InputXGradient, IntegratedGradients, Saliency, SmoothGrad
 from convscope.explain.occlusion import Occlusion
 from convscope.explain.relu_rules import Deconvnet, GuidedBackprop
@@ -48,8 +50,13 @@ _METHODS: dict[str, tuple[Callable[..., Attribution], str]] = {
     "guided_gradcam": (lambda m, layer, **kw: GuidedGradCAM(m, layer), "guided backprop times Grad-CAM"),
     "occlusion": (lambda m, layer, **kw: Occlusion(m, **kw), "score drop under a sliding grey window (Zeiler & "
                   "Fergus 2014)"),
+    "deconvnet_projection": (lambda m, layer, **kw: DeconvnetProjection(m, **kw),
+                             "a unit projected to pixels with switches and transposed filters (Zeiler & Fergus 2014)"),
 }
 LAYER_METHODS = ("gradcam", "guided_gradcam")
+# Methods whose map of a class is another method's, number for number (a class projection starts from 1 at its
+# logit: the deconvnet rule's gradient); comparisons of class explanations leave them out.
+SAME_CLASS_MAP = {"deconvnet_projection": "deconvnet"}
 
 
 def list_methods() -> dict[str, str]:
@@ -73,6 +80,6 @@ def create_method(name: str, model: nn.Module, layer: str | None = None, **setup
     return _METHODS[name][0](model, layer, **setup)
 
 
-__all__ = ["LAYER_METHODS", "Attribution", "Deconvnet", "GradCAM", "GuidedBackprop", "GuidedGradCAM",
-           "InputXGradient", "IntegratedGradients", "Occlusion", "Saliency", "SmoothGrad", "Target", "Unit",
-           "create_method", "list_methods"]
+__all__ = ["LAYER_METHODS", "SAME_CLASS_MAP", "Attribution", "Deconvnet", "DeconvnetProjection", "GradCAM",
+           "GuidedBackprop", "GuidedGradCAM", "InputXGradient", "IntegratedGradients", "Occlusion", "Saliency",
+           "SmoothGrad", "Target", "Unit", "create_method", "list_methods"]

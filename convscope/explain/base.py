@@ -122,6 +122,21 @@ def class_scores(out: Tensor, target: Target, batch: int) -> Tensor:
     return out.gather(1, idx[:, None])[:, 0]
 
 
+def check_unit(unit: Unit, shape: tuple[int, ...]) -> None:
+    """Raise `UserError` unless `unit`'s channel (and position) exist in its layer's output of `shape` (B, C, ...)."""
+    layer, channel, *pos = unit
+    if not 0 <= channel < shape[1]:
+        raise UserError(f"Channel {channel} is out of range: layer {layer!r} has {shape[1]} channels "
+                        f"(0..{shape[1] - 1}).")
+    if pos:
+        if len(shape) != 4:
+            raise UserError(f"Layer {layer!r} has no spatial positions (output {tuple(shape)}): give "
+                            f"(layer, channel) without y, x.")
+        y, x = pos
+        if not (0 <= y < shape[2] and 0 <= x < shape[3]):
+            raise UserError(f"Position ({y}, {x}) is outside layer {layer!r}'s {shape[2]}×{shape[3]} maps.")
+
+
 def unit_scores(model: nn.Module, x: Tensor, unit: Unit) -> Tensor:
     """The (B,) activation of a unit: a whole feature map (summed) or one neuron of a named layer."""
     layer, channel, *pos = unit
@@ -129,19 +144,13 @@ def unit_scores(model: nn.Module, x: Tensor, unit: Unit) -> Tensor:
     with record(model, [layer], detach=False) as acts:
         model(x)
     a = acts[layer]
-    if not 0 <= channel < a.shape[1]:
-        raise UserError(f"Channel {channel} is out of range: layer {layer!r} has {a.shape[1]} channels "
-                        f"(0..{a.shape[1] - 1}).")
+    check_unit(unit, tuple(a.shape))
     a = a[:, channel]
     if pos:
-        if a.dim() != 3:
-            raise UserError(f"Layer {layer!r} has no spatial positions (output {tuple(acts[layer].shape)}): give "
-                            f"(layer, channel) without y, x.")
         y, x_ = pos
-        if not (0 <= y < a.shape[1] and 0 <= x_ < a.shape[2]):
-            raise UserError(f"Position ({y}, {x_}) is outside layer {layer!r}'s {a.shape[1]}×{a.shape[2]} maps.")
         return a[:, y, x_]
-    return a.flatten(1).sum(1)
+    return a.flatten(1).sum(1) if a.dim() > 1 else a  # a (B,) unit of a fully connected layer is itself
 
 
-__all__ = ["Attribution", "Target", "Unit", "class_indices", "class_scores", "is_unit", "repeat_target", "unit_scores"]
+__all__ = ["Attribution", "Target", "Unit", "check_unit", "class_indices", "class_scores", "is_unit", "repeat_target",
+           "unit_scores"]

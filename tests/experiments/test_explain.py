@@ -10,7 +10,7 @@ from convscope.config import TrainConfig
 from convscope.errors import UserError
 from convscope.experiments import run_experiment
 from convscope.experiments.explain import ExplainConfig
-from convscope.explain import list_methods
+from convscope.explain import SAME_CLASS_MAP, list_methods
 from convscope.result import Result
 from tests.experiments.atlas import figures_drawn
 
@@ -43,4 +43,4 @@ def test_unknown_methods_and_runs_without_checkpoints_are_refused(tmp_path):
         run_experiment("explain", tmp_path, ExplainConfig(methods=["lime"]), progress=False)
     with pytest.raises(UserError, match="holds no checkpoint"):
         run_experiment("explain", tmp_path, ExplainConfig(run=str(tmp_path)), progress=False)
-    assert set(ExplainConfig().methods) == set(list_methods())
+    assert set(ExplainConfig().methods) == set(list_methods()) - set(SAME_CLASS_MAP)
