@@ -124,18 +124,23 @@ def class_scores(out: Tensor, target: Target, batch: int) -> Tensor:
 
 def unit_scores(model: nn.Module, x: Tensor, unit: Unit) -> Tensor:
     """The (B,) activation of a unit: a whole feature map (summed) or one neuron of a named layer."""
-    layer, channel, *pos = unit
+    layer = unit[0]
     get_layer(model, layer)  # an unknown name fails here, with suggestions
     with record(model, [layer], detach=False) as acts:
         model(x)
-    a = acts[layer]
+    return unit_values(acts[layer], unit)
+
+
+def unit_values(a: Tensor, unit: Unit) -> Tensor:
+    """The (B,) activation of `unit` given its layer's output `a`: a feature map summed, or one neuron."""
+    layer, channel, *pos = unit
     if not 0 <= channel < a.shape[1]:
         raise UserError(f"Channel {channel} is out of range: layer {layer!r} has {a.shape[1]} channels "
                         f"(0..{a.shape[1] - 1}).")
-    a = a[:, channel]
+    shape, a = tuple(a.shape), a[:, channel]
     if pos:
         if a.dim() != 3:
-            raise UserError(f"Layer {layer!r} has no spatial positions (output {tuple(acts[layer].shape)}): give "
+            raise UserError(f"Layer {layer!r} has no spatial positions (output {shape}): give "
                             f"(layer, channel) without y, x.")
         y, x_ = pos
         if not (0 <= y < a.shape[1] and 0 <= x_ < a.shape[2]):
@@ -144,4 +149,5 @@ def unit_scores(model: nn.Module, x: Tensor, unit: Unit) -> Tensor:
     return a.flatten(1).sum(1)
 
 
-__all__ = ["Attribution", "Target", "Unit", "class_indices", "class_scores", "is_unit", "repeat_target", "unit_scores"]
+__all__ = ["Attribution", "Target", "Unit", "class_indices", "class_scores", "is_unit", "repeat_target", "unit_scores",
+           "unit_values"]
