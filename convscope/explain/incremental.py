@@ -243,8 +243,7 @@ class Plan:
         H, W = chain.x.shape[-2:]
         self.chain, self.window, self.starts = chain, window, starts.cpu()
         at = torch.stack([self.starts[:, 0].clamp(max=H - window[0]), self.starts[:, 1].clamp(max=W - window[1])], 1)
-        self.input_at = at.tolist()  # (P, 2) the input box: the window, shifted inside the image
-        self.start_at = self.starts.tolist()
+        self.input_at = at  # (P, 2) the input box: the window, shifted inside the image
         lo, hi = at, at + torch.tensor(window) - 1
         self.steps: list[Step] = []
         self.reason: str | None = None
@@ -281,7 +280,7 @@ class Plan:
         sized = [s.size.tolist() for s in self.steps[::-1] if s.size is not None]
         self.order = sorted(range(len(starts)), key=lambda p: [size[p] for size in sized])
 
-    def batches(self, chunk: int) -> Iterator[tuple[list[int], list[tuple[tuple[int, int], list[list[int]]]]]]:
+    def batches(self, chunk: int) -> Iterator[tuple[list[int], list[tuple[tuple[int, int], Tensor]]]]:
         """Runs of at most `chunk` positions, each with its box size and each position's box corner at every
         windowed layer (the corners shifted inward where the batch's box would cross the border)."""
         for p0 in range(0, len(self.order), chunk):
@@ -291,7 +290,7 @@ class Plan:
                 if step.lo is not None and step.size is not None:
                     size = step.size[ids].max(0).values
                     at = torch.minimum(step.lo[ids], torch.tensor(step.out) - size)
-                    boxes.append((tuple(size.tolist()), at.tolist()))
+                    boxes.append((tuple(size.tolist()), at))
             yield ids, boxes
 
     def macs(self, chunk: int) -> dict[str, tuple[int, int]]:
@@ -319,7 +318,7 @@ class Plan:
         chain = self.chain
         x, fill = chain.x.permute(0, 2, 3, 1), fill.permute(0, 2, 3, 1)  # (B, H, W, C) views
         for ids, boxes in self.batches(chunk):
-            patch, at, k = self._input_patch(x, fill, ids), [self.input_at[p] for p in ids], 0
+            patch, at, k = self._input_patch(x, fill, ids), self.input_at[ids], 0
             for step in self.steps:
                 if step.layer == "point":
                     patch = chain.modules[step.index](patch)
@@ -335,45 +334,53 @@ class Plan:
     def _input_patch(self, x: Tensor, fill: Tensor, ids: list[int]) -> Tensor:
         """(N, C, wh, ww) channels last: the input box of each position with its window filled in."""
         B, H, W, C = x.shape
-        wh, ww = self.window
-        out = x.new_empty(len(ids), B, wh, ww, C)
-        for k, p in enumerate(ids):
-            (ay, ax), (sy, sx) = self.input_at[p], self.start_at[p]
-            out[k] = x[:, ay:ay + wh, ax:ax + ww]
-            out[k, :, sy - ay:, sx - ax:] = fill[:, sy:ay + wh, sx:ax + ww]
-        return out.view(-1, wh, ww, C).permute(0, 3, 1, 2)
+        (wh, ww), at, starts = self.window, self.input_at[ids], self.starts[ids]
+        rows = _grid(at, (wh, ww), B, (H, W)).to(x.device)  # (P, B, wh, ww) pixel indices
+        i, j = torch.arange(wh), torch.arange(ww)
+        inside = ((i >= (starts[:, 0] - at[:, 0])[:, None])[:, :, None]
+                  & (j >= (starts[:, 1] - at[:, 1])[:, None])[:, None, :]).to(x.device)  # (P, wh, ww) occluded
+        src = torch.where(inside[:, None, :, :, None], fill.reshape(-1, C)[rows], x.reshape(-1, C)[rows])
+        return src.view(-1, wh, ww, C).permute(0, 3, 1, 2)  # (P, B, wh, ww, C) -> (N, C, wh, ww)
 
-    def _crop(self, step: Step, patch: Tensor, at: list[list[int]], box: tuple[int, int],
-              corners: list[list[int]]) -> Tensor:
+    def _crop(self, step: Step, patch: Tensor, at: Tensor, box: tuple[int, int], corners: Tensor) -> Tensor:
         """(N, C, h, w) channels last: each position's input window, its changed patch pasted into the padded
-        unoccluded input."""
+        unoccluded input. Two batched copies (a gather and a scatter of pixel rows), not one per position."""
         layer, base = step.layer, step.base
         assert isinstance(layer, Window) and base is not None
-        B, C, (bh, bw) = base.shape[0], base.shape[-1], patch.shape[-2:]
+        B, hp, wp, C = base.shape
         (sh, sw), (kh, kw), (dh, dw), pt, pl = layer.stride, layer.kernel, layer.dilation, layer.pad[0], layer.pad[2]
-        oh, ow = box
+        (oh, ow), (bh, bw), P = box, patch.shape[-2:], len(at)
         wh, ww = (oh - 1) * sh + dh * (kh - 1) + 1, (ow - 1) * sw + dw * (kw - 1) + 1
-        src = patch.permute(0, 2, 3, 1).contiguous().view(len(at), B, bh, bw, C)
-        out = base.new_empty(len(at), B, wh, ww, C)
-        for k, (oy, ox) in enumerate(corners):
-            r, c = oy * sh, ox * sw
-            out[k] = base[:, r:r + wh, c:c + ww]
-            y0, x0 = at[k][0] + pt - r, at[k][1] + pl - c  # the patch's corner in the window
-            i0, i1, j0, j1 = max(y0, 0), min(y0 + bh, wh), max(x0, 0), min(x0 + bw, ww)
-            if i1 > i0 and j1 > j0:
-                out[k, :, i0:i1, j0:j1] = src[k, :, i0 - y0:i1 - y0, j0 - x0:j1 - x0]
-        return out.view(-1, wh, ww, C).permute(0, 3, 1, 2)
+        start = corners * torch.tensor([sh, sw])  # (P, 2) each window's corner in the padded input
+        win = base.view(-1, C).index_select(0, _grid(start, (wh, ww), B, (hp, wp)).flatten().to(base.device))
+        # where each window pixel lies in the patch (whose corner is `at` + padding)
+        pi = torch.arange(wh)[None] + (start[:, 0] - at[:, 0] - pt)[:, None]  # (P, wh)
+        pj = torch.arange(ww)[None] + (start[:, 1] - at[:, 1] - pl)[:, None]  # (P, ww)
+        inside = ((pi >= 0) & (pi < bh))[:, :, None] & ((pj >= 0) & (pj < bw))[:, None, :]  # (P, wh, ww)
+        n = torch.arange(P * B).view(P, B, 1, 1) * (bh * bw)
+        src = n + (pi * bw)[:, None, :, None] + pj[:, None, None, :]  # (P, B, wh, ww) patch pixel
+        dst = inside[:, None].expand(P, B, wh, ww).flatten().nonzero().squeeze(1)
+        rows = patch.permute(0, 2, 3, 1).reshape(-1, C)  # (N·bh·bw, C), a view when channels last
+        win.index_copy_(0, dst.to(base.device), rows.index_select(0, src.flatten()[dst].to(base.device)))
+        return win.view(P * B, wh, ww, C).permute(0, 3, 1, 2)
 
-    def _paste(self, base: Tensor, patch: Tensor, at: list[list[int]]) -> Tensor:
+    def _paste(self, base: Tensor, patch: Tensor, at: Tensor) -> Tensor:
         """(N, C, H, W): the unoccluded activation `base` (B, C, H, W) once per position, its patch pasted in."""
         B, C, H, W = base.shape
-        bh, bw = patch.shape[-2:]
-        src = patch.permute(0, 2, 3, 1).contiguous().view(len(at), B, bh, bw, C)
-        out = base.new_empty(len(at), B, H, W, C)
-        out[:] = base.permute(0, 2, 3, 1)
-        for k, (y, x) in enumerate(at):
-            out[k, :, y:y + bh, x:x + bw] = src[k]
-        return out.view(-1, H, W, C).permute(0, 3, 1, 2)
+        P = len(at)
+        full = base.permute(0, 2, 3, 1).reshape(-1, C).repeat(P, 1)  # (P·B·H·W, C)
+        where = _grid(at, patch.shape[-2:], B, (H, W)) + torch.arange(P).view(-1, 1, 1, 1) * (B * H * W)
+        full.index_copy_(0, where.flatten().to(base.device), patch.permute(0, 2, 3, 1).reshape(-1, C))
+        return full.view(P * B, H, W, C).permute(0, 3, 1, 2)
+
+
+def _grid(at: Tensor, box: tuple[int, int], batch: int, size: tuple[int, int]) -> Tensor:
+    """(P, B, h, w) row indices into a (B·H·W, C) table of pixels, of the box of size `box` at `at` (P, 2)."""
+    H, W = size
+    i = torch.arange(box[0])[None] + at[:, :1]  # (P, h)
+    j = torch.arange(box[1])[None] + at[:, 1:]  # (P, w)
+    b = torch.arange(batch).view(1, batch, 1, 1) * (H * W)
+    return b + (i * W)[:, None, :, None] + j[:, None, None, :]
 
 
 __all__ = ["Chain", "NotIncremental", "Plan", "Step", "Window", "classify", "macs", "trace_chain"]

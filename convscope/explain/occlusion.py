@@ -28,8 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from convscope.errors import UserError
-from convscope.explain.base import (Attribution, Target, class_scores, is_unit, repeat_target, unit_scores,
-                                    unit_values)
+from convscope.explain.base import Attribution, Target, class_scores, is_unit, repeat_target, unit_scores, unit_values
 from convscope.explain.incremental import NotIncremental, Plan, trace_chain
 from convscope.hooks import frozen, get_layer
 
@@ -134,7 +133,8 @@ class Occlusion(Attribution):
         drops = fill.new_empty(len(plan.starts), B)
         for positions, out in plan.outputs(fill, self.per_eval):
             P = len(positions)
-            drops[torch.tensor(positions, device=drops.device)] = base - self.explained(out, repeat_target(target, B, P), P * B).view(P, B)
+            scores = self.explained(out, repeat_target(target, B, P), P * B).view(P, B)
+            drops[torch.tensor(positions, device=drops.device)] = base - scores
         return drops
 
     def _fill(self, x: Tensor) -> Tensor:
