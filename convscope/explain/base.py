@@ -139,12 +139,17 @@ def check_unit(unit: Unit, shape: tuple[int, ...]) -> None:
 
 def unit_scores(model: nn.Module, x: Tensor, unit: Unit) -> Tensor:
     """The (B,) activation of a unit: a whole feature map (summed) or one neuron of a named layer."""
-    layer, channel, *pos = unit
+    layer = unit[0]
     get_layer(model, layer)  # an unknown name fails here, with suggestions
     with record(model, [layer], detach=False) as acts:
         model(x)
-    a = acts[layer]
+    return unit_values(acts[layer], unit)
+
+
+def unit_values(a: Tensor, unit: Unit) -> Tensor:
+    """The (B,) activation of `unit` given its layer's output `a`: a feature map summed, or one neuron."""
     check_unit(unit, tuple(a.shape))
+    _, channel, *pos = unit
     a = a[:, channel]
     if pos:
         y, x_ = pos
@@ -153,4 +158,4 @@ def unit_scores(model: nn.Module, x: Tensor, unit: Unit) -> Tensor:
 
 
 __all__ = ["Attribution", "Target", "Unit", "check_unit", "class_indices", "class_scores", "is_unit", "repeat_target",
-           "unit_scores"]
+           "unit_scores", "unit_values"]

@@ -7,8 +7,14 @@ so the maps agree). Windows start every `stride` pixels and the last row and col
 cut off at the border, so every pixel is covered. The window spans all channels. `output="probability"`
 explains the softmax probability of the target class instead of its logit.
 
-Every window position is one full forward pass here; `perturbations_per_eval` stacks several positions in
-one batch, which saves overhead, not arithmetic.
+Where the model's layers allow (a chain of convolutions, pooling, pointwise activations, eval-mode
+BatchNorm and dropout, then anything), the scores come from incremental inference (`explain.incremental`;
+Nakandala et al., SIGMOD 2019): each layer recomputes only the box its output changes, for
+`perturbations_per_eval` window positions at once, and the result equals full re-inference up to float
+rounding. Elsewhere (a residual add or `F.relu` in `forward`, an unknown first layer) every window position is
+one full forward pass; `perturbations_per_eval` then stacks several positions in one batch, which saves
+overhead, not arithmetic. `fast=None` chooses, `fast=True` requires incremental inference (a `UserError`
+names what it cannot follow), `fast=False` always re-runs the whole network.
 
 Example:
     >>> occ = Occlusion(model, window=4, stride=2).attribute(x, target=3)     # (B, C, H, W)
@@ -22,8 +28,9 @@ import torch
 from torch import Tensor, nn
 
 from convscope.errors import UserError
-from convscope.explain.base import Attribution, Target, class_scores, is_unit, repeat_target, unit_scores
-from convscope.hooks import frozen
+from convscope.explain.base import Attribution, Target, class_scores, is_unit, repeat_target, unit_scores, unit_values
+from convscope.explain.incremental import NotIncremental, Plan, trace_chain
+from convscope.hooks import frozen, get_layer
 
 OUTPUTS = ("logit", "probability")
 
@@ -46,23 +53,47 @@ class Occlusion(Attribution):
     name = "occlusion"
 
     def __init__(self, model: nn.Module, window: int | tuple[int, int] = 8, stride: int | tuple[int, int] = 4,
-                 baseline: float | Tensor = 0.0, output: str = "logit", perturbations_per_eval: int = 32) -> None:
+                 baseline: float | Tensor = 0.0, output: str = "logit", perturbations_per_eval: int = 32,
+                 fast: bool | None = None) -> None:
         super().__init__(model)
         if output not in OUTPUTS:
             raise UserError(f"Unknown occlusion output {output!r}: use {' or '.join(OUTPUTS)}.")
         if perturbations_per_eval < 1:
             raise UserError(f"perturbations_per_eval must be at least 1, not {perturbations_per_eval}.")
         self.window, self.stride = _pair(window, "window"), _pair(stride, "stride")
-        self.baseline, self.output, self.per_eval = baseline, output, perturbations_per_eval
+        if fast not in (None, True, False):
+            raise UserError(f"fast must be None (choose), True or False, not {fast!r}.")
+        self.baseline, self.output, self.per_eval, self.fast = baseline, output, perturbations_per_eval, fast
 
     def score(self, x: Tensor, target: Target) -> Tensor:
         """The explained (B,) score, without gradients."""
         if is_unit(target):
             return unit_scores(self.model, x, target)  # type: ignore[arg-type]
-        out = self.model(x)
-        if self.output == "probability":
-            out = out.softmax(1)
-        return class_scores(out, target, len(x))
+        return self.explained(self.model(x), target, len(x))
+
+    def explained(self, out: Tensor, target: Target, batch: int) -> Tensor:
+        """The (batch,) score from the model's output, or from the unit's layer's output for a unit target."""
+        if is_unit(target):
+            return unit_values(out, target)  # type: ignore[arg-type]
+        return class_scores(out.softmax(1) if self.output == "probability" else out, target, batch)
+
+    def plan(self, x: Tensor, target: Target, starts: Tensor) -> Plan | None:
+        """The incremental plan for windows at `starts` (P, 2), or None where full re-inference is used."""
+        if self.fast is False:
+            return None
+        layer = target[0] if is_unit(target) else None  # type: ignore[index]
+        if layer is not None:
+            get_layer(self.model, layer)  # an unknown name fails here, with suggestions
+        try:
+            plan = Plan(trace_chain(self.model, x, layer), starts, self.window)
+            if self.fast and plan.reason:
+                raise NotIncremental(f"{plan.reason}.")
+        except NotIncremental as e:
+            if self.fast:
+                raise UserError(f"Occlusion(fast=True) cannot run incrementally on this model: {e} Use fast=None to "
+                                "fall back to full re-inference.") from None
+            return None
+        return plan if self.fast or plan.incremental else None
 
     def attribute(self, x: Tensor, target: Target) -> Tensor:
         x = self.prepare(x)
@@ -75,6 +106,13 @@ class Occlusion(Attribution):
         total = torch.zeros(B, 1, H, W, dtype=x.dtype, device=x.device)
         count = torch.zeros(1, 1, H, W, dtype=x.dtype, device=x.device)
         with torch.no_grad(), frozen(self.model):
+            plan = self.plan(x, target, torch.tensor(boxes, device=x.device).view(-1, 2))
+            if plan is not None:
+                drops = self._incremental(plan, fill, target)  # (P, B)
+                for p, (y, xx) in enumerate(boxes):
+                    total[:, :, y:y + wh, xx:xx + ww] += drops[p].view(B, 1, 1, 1)
+                    count[:, :, y:y + wh, xx:xx + ww] += 1
+                return (total / count).expand(B, C, H, W).contiguous()
             base = self.score(x, target)  # (B,)
             for start in range(0, len(boxes), self.per_eval):
                 chunk = boxes[start:start + self.per_eval]
@@ -87,6 +125,17 @@ class Occlusion(Attribution):
                     total[:, :, y:y + wh, xx:xx + ww] += drop[p * B:(p + 1) * B].view(B, 1, 1, 1)
                     count[:, :, y:y + wh, xx:xx + ww] += 1
         return (total / count).expand(B, C, H, W).contiguous()
+
+    def _incremental(self, plan: Plan, fill: Tensor, target: Target) -> Tensor:
+        """The (P, B) score drops of every window position, by incremental inference."""
+        B = len(fill)
+        base = self.explained(plan.chain.outputs[-1], target, B)  # (B,)
+        drops = fill.new_empty(len(plan.starts), B)
+        for positions, out in plan.outputs(fill, self.per_eval):
+            P = len(positions)
+            scores = self.explained(out, repeat_target(target, B, P), P * B).view(P, B)
+            drops[torch.tensor(positions, device=drops.device)] = base - scores
+        return drops
 
     def _fill(self, x: Tensor) -> Tensor:
         """The baseline as a (B, C, H, W) tensor."""
