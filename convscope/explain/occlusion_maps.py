@@ -85,7 +85,7 @@ def _forward(model: nn.Module, x: Tensor, layer: str) -> tuple[Tensor, Tensor]:
 
 
 def occlusion_maps(model: nn.Module, x: Tensor, target: int | Tensor, *, window: int = 7, stride: int = 2,
-                   fill: float = 0.5, layer: str | None = None, batch_size: int = 512) -> OcclusionMaps:
+                   fill: float = 0.5, layer: str | None = None, batch_size: int = 1024) -> OcclusionMaps:
     """Fig. 7 of Zeiler and Fergus for each image of `x` (B, C, H, W); `target` is each image's correct class.
 
     `window` is the side of the square, `stride` the step between positions, `fill` its value (0.5: mid grey for
@@ -123,7 +123,10 @@ def occlusion_maps(model: nn.Module, x: Tensor, target: int | Tensor, *, window:
             feature[:, sl] = a_occ[idx, ch].flatten(1).sum(1).view(len(chunk), B).T  # (B, P)
             prob[:, sl] = p_occ[idx, yt].view(len(chunk), B).T
             label[:, sl] = p_occ.argmax(1).view(len(chunk), B).T.float()
-    projection = torch.cat([Deconvnet(model).attribute(x[b:b + 1], (layer, int(channel[b]))) for b in range(B)])
+    projection = torch.empty_like(x)
+    for c in channel.unique().tolist():  # one pass per distinct map: the examples' projections are independent
+        same = (channel == c).nonzero()[:, 0]
+        projection[same] = Deconvnet(model).attribute(x[same], (layer, c))
     shape = (B, len(rows), len(cols))
     return OcclusionMaps(layer=layer, window=(window, window), rows=rows, cols=cols, channel=channel.cpu(),
                          feature=feature.view(shape).cpu(), probability=prob.view(shape).cpu(),
