@@ -66,8 +66,8 @@ class ZFConfig:
     occlusion_layer: str | None = None  # default: the last conv layer
     # A second, deeper network (None: only the first). 8 conv layers, so the settle epochs have a depth to follow.
     second: TrainConfig | None = field(default_factory=lambda: TrainConfig(
-        model="allconv-c", data="fashion-mnist", model_args={"width": 0.25, "final_relu": False}, epochs=8,
-        batch_size=128, lr=0.003, train_subset=12000, keep_epochs=True))
+        model="allconv-c", data="fashion-mnist", model_args={"width": 0.25, "final_relu": False}, epochs=6,
+        batch_size=128, lr=0.003, train_subset=10000, keep_epochs=True))
     second_occlusion_layer: str | None = "features.conv7"  # its last conv layer before the class scores
     top_k: int = 9
     scan_images: int = 10000  # training images scanned for the top-k of every channel
