@@ -165,8 +165,9 @@ def _measure(cfg: ZFConfig, st: Study, key: str, arrays: dict[str, np.ndarray]) 
     x_scan = st.train[0][order[:cfg.scan_images]]
     x_evo = st.train[0][order[:cfg.evolution_images]]  # a part of the scanned images
     layers = conv_layers(st.model)
-    m: dict[str, Any] = {"model": st.origin, "dataset": st.info.get("dataset"), "conv_layers": layers,
-                         "test_accuracy": evaluate(st.model, *st.test)["acc"], "evolution_model": st.evolution_origin}
+    m: dict[str, Any] = {"network": st.tag, "model": st.origin, "dataset": st.info.get("dataset"),
+                         "conv_layers": layers, "test_accuracy": evaluate(st.model, *st.test)["acc"],
+                         "evolution_model": st.evolution_origin}
     arrays[f"{key}.classes"] = np.array(st.info.get("classes", []), dtype=str)
     m.update(_top9(cfg, st, layers, x_scan, key, arrays))
     m.update(_occlusion(cfg, st, key, arrays))
@@ -325,7 +326,7 @@ def _result(cfg: ZFConfig, per: list[dict[str, Any]], arrays: dict[str, np.ndarr
     tags = [f"s{i}" for i in range(len(per))]
     by = lambda name: {f"s{i}": m[name] for i, m in enumerate(per)}  # noqa: E731
     metrics: dict[str, Any] = {
-        "studies": {f"s{i}": f"{m['model']} ({m['dataset']})" for i, m in enumerate(per)},
+        "studies": {f"s{i}": m["network"] for i, m in enumerate(per)},
         "feature_settle_epoch_by_layer": by("feature_settle_epoch_by_layer"),
         "settle_non_decreasing_with_depth": by("settle_non_decreasing_with_depth"),
         "occlusion_pointing": by("occlusion_pointing"),
@@ -347,7 +348,7 @@ def _result(cfg: ZFConfig, per: list[dict[str, Any]], arrays: dict[str, np.ndarr
         f"Occlusion: a {cfg.window}×{cfg.window} square every {cfg.stride} pixels (the paper gives no size) of "
         + ("the training set's mean pixel (the paper's grey: its images are mean-subtracted)" if cfg.fill is None
            else str(cfg.fill)) + ". The strongest map is the one with the largest single activation on the "
-        "unoccluded image; its activity is the sum of the layer's output (before the ReLU) over positions.",
+        "unoccluded image; its activity is the sum of its rectified output, max(a, 0), over positions.",
         f"Occlusion pointing: the window position where the correct class's probability drops most counts as a hit "
         f"when its centre pixel is brighter than {cfg.ink_threshold} (the digit's or garment's ink); chance is the "
         "fraction of positions whose centre is ink, i.e. the score of a position drawn at random. The second "

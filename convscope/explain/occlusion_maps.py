@@ -4,9 +4,9 @@
 `occlusion_maps` slides a square of `fill` (grey) over each image and, with the square at each position,
 records three maps, one value per position:
 
-- the total activation (the sum over positions) of the strongest feature map of `layer`, default the last
-  conv layer; "strongest" is the map with the largest single activation on the unoccluded image, and a
-  layer's activation is its output as recorded (for a conv layer, before its ReLU);
+- the total activation of the strongest feature map of `layer`, default the last conv layer: the sum over
+  positions of its rectified output, max(a, 0) (the paper's maps follow a ReLU; a conv layer's recorded output
+  precedes it); "strongest" is the map with the largest single activation on the unoccluded image;
 - the probability of the correct class (`target`);
 - the most probable class.
 
@@ -54,7 +54,7 @@ class OcclusionMaps:
     rows: list[int]  # the windows' top edges
     cols: list[int]  # their left edges
     channel: Tensor  # (B,) the strongest map of `layer` on the unoccluded image
-    feature: Tensor  # (B, rows, cols) that map's total activation with the window at each position
+    feature: Tensor  # (B, rows, cols) that map's total rectified activation with the window at each position
     probability: Tensor  # (B, rows, cols) the correct class's probability
     label: Tensor  # (B, rows, cols) the most probable class
     base_feature: Tensor  # (B,) the total activation on the unoccluded image
@@ -107,7 +107,7 @@ def occlusion_maps(model: nn.Module, x: Tensor, target: int | Tensor, *, window:
         probs, acts = _forward(model, x, layer)
         y_true = class_indices(target, B, probs.shape[1], device)
         channel = acts.flatten(2).amax(2).argmax(1)  # (B,) the map with the largest single activation
-        base_feature = acts[torch.arange(B), channel].flatten(1).sum(1)
+        base_feature = acts[torch.arange(B), channel].clamp(min=0).flatten(1).sum(1)
         base_prob = probs.gather(1, y_true[:, None])[:, 0]
         feature, prob, label = (torch.empty(B, len(boxes), device=device) for _ in range(3))
         per = max(1, batch_size // B)  # window positions per forward pass
@@ -120,7 +120,7 @@ def occlusion_maps(model: nn.Module, x: Tensor, target: int | Tensor, *, window:
             idx = torch.arange(len(batch), device=device)
             ch, yt = channel.repeat(len(chunk)), y_true.repeat(len(chunk))
             sl = slice(start, start + len(chunk))
-            feature[:, sl] = a_occ[idx, ch].flatten(1).sum(1).view(len(chunk), B).T  # (B, P)
+            feature[:, sl] = a_occ[idx, ch].clamp(min=0).flatten(1).sum(1).view(len(chunk), B).T  # (B, P)
             prob[:, sl] = p_occ[idx, yt].view(len(chunk), B).T
             label[:, sl] = p_occ.argmax(1).view(len(chunk), B).T.float()
     projection = torch.empty_like(x)

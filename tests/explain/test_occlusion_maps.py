@@ -47,13 +47,14 @@ def test_a_tiny_case_by_hand():
     assert maps.layer == "features.conv" and maps.rows == maps.cols == [0, 1, 2]
     assert maps.channel.tolist() == [0, 0]  # the map x has the largest single activation, not −x
     for b in range(2):
-        s = float(x[b].sum())
-        assert maps.base_feature[b] == pytest.approx(s, abs=1e-5)
+        assert maps.base_feature[b] == pytest.approx(float(x[b].clamp(min=0).sum()), abs=1e-5)  # rectified
         for i in range(3):
             for j in range(3):
-                s_occ = s - float(x[b, 0, i:i + 2, j:j + 2].sum()) + 4 * 0.5  # window of grey
+                occluded = x[b, 0].clone()
+                occluded[i:i + 2, j:j + 2] = 0.5  # the window of grey
+                s_occ = float(occluded.sum())
                 p0 = 1 / (1 + math.exp(-s_occ))  # softmax of (s_occ, 0)
-                assert maps.feature[b, i, j] == pytest.approx(s_occ, abs=1e-5)
+                assert maps.feature[b, i, j] == pytest.approx(float(occluded.clamp(min=0).sum()), abs=1e-5)
                 assert maps.probability[b, i, j] == pytest.approx(p0 if b == 0 else 1 - p0, abs=1e-6)
                 assert maps.label[b, i, j] == (0 if s_occ > 0 else 1)
     assert maps.base_label.tolist() == [0, 1]
@@ -71,9 +72,13 @@ def test_with_tiling_windows_the_maps_are_occlusions_score_drops():
     torch.testing.assert_close(maps.base_probability[:, None, None] - maps.probability, corners, atol=1e-6, rtol=1e-5)
     for b in range(3):
         unit = ("features.conv2", int(maps.channel[b]))
-        occ_f = Occlusion(model, window=7, stride=7, baseline=0.5).attribute(x[b:b + 1], unit)[0, 0, ::7, ::7]
-        torch.testing.assert_close(maps.base_feature[b] - maps.feature[b], occ_f, atol=1e-4, rtol=1e-5)
         torch.testing.assert_close(maps.projection[b:b + 1], Deconvnet(model).attribute(x[b:b + 1], unit))
+    # The activity is rectified: on the ReLU's output it is Occlusion's score of the whole map.
+    relu = occlusion_maps(model, x, y, window=7, stride=7, fill=0.5, layer="features.relu2")
+    for b in range(3):
+        unit = ("features.relu2", int(relu.channel[b]))
+        occ_f = Occlusion(model, window=7, stride=7, baseline=0.5).attribute(x[b:b + 1], unit)[0, 0, ::7, ::7]
+        torch.testing.assert_close(relu.base_feature[b] - relu.feature[b], occ_f, atol=1e-4, rtol=1e-5)
     with torch.no_grad():
         labels = model(x).argmax(1)
     assert maps.base_label.tolist() == labels.tolist()

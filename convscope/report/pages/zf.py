@@ -34,8 +34,7 @@ def _study(r: Result, key: str) -> dict:
 
 
 def _name(r: Result, key: str) -> str:
-    s = _study(r, key)
-    return f"{s.get('model', key).split(' trained')[0].split(' (')[0]} on {s.get('dataset', '?')}"
+    return str(r.metrics.get("studies", {}).get(key, key))
 
 
 def _short(layer: str) -> str:

@@ -37,7 +37,7 @@ def _result(settle: dict[str, float], hit: float = 0.9, chance: float = 0.2) -> 
     per = {"model": "lenet5 trained here on mnist (3 epochs, 600 images)", "dataset": "mnist", "conv_layers": layers,
            "pointing_images": 200}
     return Result("zf", "t", metrics={
-        "studies": {"s0": "lenet5 (mnist)"}, "feature_settle_epoch_by_layer": {"s0": settle},
+        "studies": {"s0": "lenet5 on mnist"}, "feature_settle_epoch_by_layer": {"s0": settle},
         "occlusion_pointing": {"s0": hit}, "occlusion_pointing_chance": {"s0": chance},
         "occlusion_pointing_projection": {"s0": 0.5}, "occlusion_pointing_projection_chance": {"s0": 0.1},
         "deconv_vs_gradient_max_abs_diff": 0.0, "per_study": {"s0": per}},
