@@ -40,7 +40,7 @@ def test_a_tiny_zf_run_saves_everything_the_page_draws(tmp_path):
         assert (np.diff(r.arrays[f"s0.top.{layer}.value"], axis=1) <= 0).all()  # strongest first
         assert r.arrays[f"s0.evo.{layer}.index"].shape == (2, 2, 4)
         assert r.arrays[f"s0.evo.{layer}.proj"].shape == (2, 2, 1, rf, rf)
-    assert r.arrays["s0.panel.probability"].shape == (2, 11, 11)  # 7×7 squares every 2 pixels on 28×28
+    assert r.arrays["s0.panel.probability"].shape == (2, 12, 12)  # 7×7 squares every 2 pixels, the last cut
     assert r.arrays["s0.pointing.hit"].shape == (10,)
     assert r.metrics["deconv_vs_gradient_max_abs_diff"] < 1e-5
     assert set(r.metrics["feature_settle_epoch_by_layer"]["s0"]) == {"features.conv1", "features.conv2"}
