@@ -55,6 +55,7 @@ class TrainConfig:
     eval_batch_size: int = 2000
     train_subset: int | None = None
     test_subset: int | None = None
+    keep_epochs: bool = False  # keep every epoch's model weights in the checkpoint, not only the last
 
 
 C = TypeVar("C")

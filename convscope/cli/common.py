@@ -42,7 +42,7 @@ TrainSets = Annotated[list[str] | None, typer.Option(
     "--set", help="Override a TrainConfig field: --set key=value (repeatable). E.g. train_subset=6000 and "
                   "test_subset=1000 train and test on class-balanced subsets; model_args.activation=tanh sets a "
                   "model argument (`convscope summary --list` lists them); momentum, weight_decay, "
-                  "label_smoothing, grad_clip, warmup, eval_batch_size.")]
+                  "label_smoothing, grad_clip, warmup, eval_batch_size; keep_epochs=true keeps every epoch's weights.")]
 
 ModelSets = Annotated[list[str] | None, typer.Option(
     "--set", help="Set a constructor argument of the model: --set key=value (repeatable), e.g. num_classes=10, "

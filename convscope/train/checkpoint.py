@@ -8,12 +8,17 @@ resolved config, optimizer hyper-parameters, provenance) through JSON. A checkpo
     state.json                  {"epoch", "step", "config", "provenance", "param_groups", "files": [...]}
 
 `state.json` is written last and atomically and names the files of its epoch, so a crash while saving
-leaves the previous complete checkpoint in force; older epochs' files are removed afterwards.
+leaves the previous complete checkpoint in force; older epochs' files are removed afterwards, except the
+model weights of every epoch when the run keeps them (`keep_epochs=True`, what a study of how features
+evolve during training reads, Zeiler & Fergus 2014 Fig. 4): `epoch_weights(run_dir)` lists them and
+`load_epoch_weights` reads one. The optimizer state is kept for the last epoch only (it is what a resume
+needs, and it is twice the size of the weights under Adam).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +33,7 @@ from convscope.errors import CheckpointError
 from convscope.io import atomic_write_bytes, read_json, write_json
 
 STATE = "state.json"
+_MODEL_FILE = re.compile(r"model-(\d{4,})\.safetensors")
 
 
 @dataclass
@@ -46,8 +52,11 @@ class Checkpoint:
 
 def save_checkpoint(ckpt_dir: str | Path, *, model: nn.Module, optimizer: torch.optim.Optimizer | None,
                     epoch: int, step: int, config: dict[str, Any], provenance: dict[str, Any],
-                    extra: dict[str, Any] | None = None) -> Path:
-    """Save one epoch's checkpoint atomically; return the path of its state.json."""
+                    extra: dict[str, Any] | None = None, keep_epochs: bool = False) -> Path:
+    """Save one epoch's checkpoint atomically; return the path of its state.json.
+
+    Earlier epochs' files are removed once this one is in force; with `keep_epochs` their model weights stay.
+    """
     ckpt_dir = Path(ckpt_dir)
     model_file, optim_file = f"model-{epoch:04d}.safetensors", f"optim-{epoch:04d}.safetensors"
     weights = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
@@ -77,7 +86,7 @@ def save_checkpoint(ckpt_dir: str | Path, *, model: nn.Module, optimizer: torch.
     }
     path = write_json(ckpt_dir / STATE, json.loads(json.dumps(state, default=_jsonable)))
     for old in ckpt_dir.glob("*-*.safetensors"):  # drop earlier epochs only once the new state is in force
-        if old.name not in state["files"]:
+        if old.name not in state["files"] and not (keep_epochs and _epoch_of(old) is not None):
             old.unlink(missing_ok=True)
     return path
 
@@ -115,6 +124,46 @@ def load_checkpoint(ckpt_dir: str | Path, map_location: str | torch.device = "cp
         model_state=model_state, optimizer_state=optimizer_state, rng_state=tensors.get("rng.torch"),
         extra=state.get("extra", {}),
     )
+
+
+def epoch_weights(run_dir: str | Path) -> dict[int, Path]:
+    """The model weights of each epoch a run kept, epoch -> file, in epoch order.
+
+    `run_dir` is a run directory or its `checkpoint/` folder. Only epochs up to the one in force (state.json)
+    count: a file written by an epoch that crashed before its state was saved is ignored. A run trained
+    without `keep_epochs` lists its last epoch only; no checkpoint at all gives {}.
+
+    Example:
+        >>> weights = epoch_weights("runs/zf")          # {1: .../model-0001.safetensors, 2: ...}
+        >>> model.load_state_dict(load_epoch_weights(weights[1]))
+    """
+    ckpt_dir = Path(run_dir)
+    if not has_checkpoint(ckpt_dir) and has_checkpoint(ckpt_dir / "checkpoint"):
+        ckpt_dir = ckpt_dir / "checkpoint"
+    if not has_checkpoint(ckpt_dir):
+        return {}
+    try:
+        last = int(read_json(ckpt_dir / STATE)["epoch"])
+    except (ValueError, KeyError, TypeError, OSError) as e:
+        raise CheckpointError(f"The checkpoint in {ckpt_dir} is unreadable ({_short(e)}): delete that directory "
+                              "and train again (or use --retrain).") from None
+    found = {e: p for p in ckpt_dir.glob("model-*.safetensors") if (e := _epoch_of(p)) is not None and e <= last}
+    return dict(sorted(found.items()))
+
+
+def load_epoch_weights(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+    """The model state_dict saved in one epoch's weights file (an `epoch_weights` value)."""
+    try:
+        state = _read_tensors(Path(path))
+    except (OSError, SafetensorError) as e:
+        raise CheckpointError(f"The weights file {path} is unreadable ({_short(e)}): it is truncated or corrupt; "
+                              "train the run again.") from None
+    return {k: v.to(map_location) for k, v in state.items()}
+
+
+def _epoch_of(path: Path) -> int | None:
+    m = _MODEL_FILE.fullmatch(path.name)
+    return int(m.group(1)) if m else None
 
 
 def restore(ckpt: Checkpoint, model: nn.Module, optimizer: torch.optim.Optimizer | None = None) -> None:

@@ -102,7 +102,7 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
 
 # The TrainConfig fields `fit` reads; the others (model, data, device, subsets) belong to a run (train/run.py).
 RECIPE_FIELDS = ("epochs", "batch_size", "optimizer", "lr", "momentum", "weight_decay", "label_smoothing",
-                 "grad_clip", "schedule", "warmup", "seed", "eval_batch_size")
+                 "grad_clip", "schedule", "warmup", "seed", "eval_batch_size", "keep_epochs")
 
 
 def fit(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor], test: tuple[torch.Tensor, torch.Tensor],
@@ -113,7 +113,8 @@ def fit(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor], test: tuple[
 
     The recipe is `cfg` (default `TrainConfig()`) with any of `RECIPE_FIELDS` given as keywords
     replacing its fields. With `out_dir`, each epoch appends a row to `out_dir/metrics.jsonl` and saves
-    a checkpoint under `out_dir/checkpoint/`; `resume=True` continues from that checkpoint. The model
+    a checkpoint under `out_dir/checkpoint/` (the last epoch's, or with `keep_epochs` every epoch's model
+    weights, `train.checkpoint.epoch_weights`); `resume=True` continues from that checkpoint. The model
     trains on its own device and, once trained, has each module's train/eval mode as it came in.
 
     Example:
@@ -181,6 +182,7 @@ class _Run:
     metrics_path: Path | None
     result: FitResult
     start_epoch: int
+    keep_epochs: bool = False
 
 
 def _setup(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor], test: tuple[torch.Tensor, torch.Tensor],
@@ -192,7 +194,7 @@ def _setup(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor], test: tup
                make_optimizer(cfg, model.parameters()), steps_per_epoch, cfg.epochs * steps_per_epoch,
                to_dict(cfg), dict(provenance or {}),
                Path(out_dir) / "checkpoint" if out_dir is not None else None,
-               Path(out_dir) / "metrics.jsonl" if out_dir is not None else None, FitResult(), 0)
+               Path(out_dir) / "metrics.jsonl" if out_dir is not None else None, FitResult(), 0, cfg.keep_epochs)
     if resume and run.ckpt_dir is not None and has_checkpoint(run.ckpt_dir):
         ckpt = load_checkpoint(run.ckpt_dir, map_location=device)
         restore(ckpt, model, run.optimizer)
@@ -247,7 +249,7 @@ def _save_epoch(model: nn.Module, run: _Run, epoch: int) -> None:
     append_jsonl(run.metrics_path, run.result.history[-1])
     save_checkpoint(run.ckpt_dir, model=model, optimizer=run.optimizer, epoch=epoch + 1,
                     step=(epoch + 1) * run.steps_per_epoch, config=run.config, provenance=run.provenance,
-                    extra={"train_seconds": run.result.train_seconds})
+                    extra={"train_seconds": run.result.train_seconds}, keep_epochs=run.keep_epochs)
 
 
 def _rewrite_jsonl(path: Path | None, rows: list[dict[str, Any]]) -> None:

@@ -181,7 +181,8 @@ def _existing_state(out_dir: Path) -> dict[str, Any] | None:
 
 
 def _comparable(config: dict[str, Any], resume: bool) -> dict[str, Any]:
-    # The device does not change what a run is; a resumed run may also be extended to more epochs
-    # (the learning-rate schedule then stretches over the new total from the resumed step on).
-    ignore = {"device", "epochs"} if resume else {"device"}
-    return {k: v for k, v in config.items() if k not in ignore}
+    # The device, and whether earlier epochs' weights are kept, do not change what a run is; a resumed run
+    # may also be extended to more epochs (the learning-rate schedule then stretches over the new total from
+    # the resumed step on). A field added since the run was saved takes its default.
+    ignore = {"device", "keep_epochs", "epochs"} if resume else {"device", "keep_epochs"}
+    return {k: v for k, v in {**to_dict(TrainConfig()), **config}.items() if k not in ignore}

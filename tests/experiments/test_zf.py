@@ -1,0 +1,91 @@
+"""`reproduce zf` end to end on a tiny MNIST run: every figure's arrays are saved and the page draws them without
+torch; the stand-ins agree with their oracles (explicit deconvnet = rule gradient, receptive-field arithmetic =
+gradient support, brute-force top-k = a sort)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from convscope.config import TrainConfig
+from convscope.errors import UserError
+from convscope.experiments import run_experiment
+from convscope.experiments._zf_standins import (
+    DeconvnetProjection,
+    _box_by_gradient,
+    receptive_box,
+    top_examples,
+)
+from convscope.experiments.zf import ZFConfig
+from convscope.explain import create_method
+from convscope.hooks import activations, conv_layers
+from convscope.models import create_model
+from convscope.result import Result
+from tests.experiments.atlas import figures_drawn
+
+TINY = TrainConfig(epochs=2, batch_size=64, train_subset=600, test_subset=200, device="cpu", keep_epochs=True)
+
+
+@pytest.mark.slow
+def test_a_tiny_zf_run_saves_everything_the_page_draws(tmp_path):
+    cfg = ZFConfig(train=TINY, second=None, scan_images=200, evolution_images=100, evolution_channels=2,
+                   panel_images=2, pointing_images=10, top_k=4)
+    run_experiment("zf", tmp_path, cfg, progress=False)
+    r = Result.load(tmp_path)
+    assert list(r.metrics["studies"]) == ["s0"]
+    for layer, (c, rf) in {"features.conv1": (6, 5), "features.conv2": (16, 14)}.items():
+        assert r.arrays[f"s0.top.{layer}.patch"].shape == (c, 4, 1, rf, rf)
+        assert r.arrays[f"s0.top.{layer}.proj"].shape == (c, 4, 1, rf, rf)
+        assert (np.diff(r.arrays[f"s0.top.{layer}.value"], axis=1) <= 0).all()  # strongest first
+        assert r.arrays[f"s0.evo.{layer}.index"].shape == (2, 2, 4)
+        assert r.arrays[f"s0.evo.{layer}.proj"].shape == (2, 2, 1, rf, rf)
+    assert r.arrays["s0.panel.probability"].shape == (2, 12, 12)  # 7×7 squares every 2 pixels, the last cut
+    assert r.arrays["s0.pointing.hit"].shape == (10,)
+    assert r.metrics["deconv_vs_gradient_max_abs_diff"] < 1e-5
+    assert set(r.metrics["feature_settle_epoch_by_layer"]["s0"]) == {"features.conv1", "features.conv2"}
+    assert 0 < r.metrics["occlusion_pointing_chance"]["s0"] < 1
+    assert r.metrics["occlusion_max_rel_diff_vs_full"] is None and any("fast" in n for n in r.notes)
+    assert sorted(p.name for p in (tmp_path / "runs" / "0-lenet5-mnist" / "checkpoint").glob("model-*")) == [
+        "model-0001.safetensors", "model-0002.safetensors"]
+    assert figures_drawn(tmp_path, "zf") == 2 + 2 + 2  # pointing, settle; panels, evolution; a top-9 per layer
+
+
+def test_a_run_without_a_checkpoint_is_refused(tmp_path):
+    with pytest.raises(UserError, match="holds no checkpoint"):
+        run_experiment("zf", tmp_path, ZFConfig(run=str(tmp_path)), progress=False)
+
+
+@pytest.mark.parametrize("name", ["lenet5", "allconv-c"])
+def test_explicit_projection_equals_the_rule_gradient_and_boxes_equal_gradient_support(name):
+    torch.manual_seed(0)
+    model = create_model(name, **({"in_channels": 1, "width": 0.125} if name == "allconv-c" else {})).eval()
+    x = torch.rand(3, 1, 28, 28)
+    project = DeconvnetProjection(model)
+    assert project.explicit
+    rule = create_method("deconvnet", model)
+    shapes = {n: a.shape[2:] for n, a in activations(model, x[:1], conv_layers(model)).items()}
+    for layer in conv_layers(model)[:4]:
+        h, w = shapes[layer]
+        for unit in [(layer, 1), (layer, 1, h // 2, w - 1)]:
+            torch.testing.assert_close(project.attribute(x, unit), rule.attribute(x, unit), atol=1e-6, rtol=1e-5)
+        units = [(0, 0, 0), (1, h // 2, w // 3), (2, h - 1, w - 1)]
+        batched = project.attribute_units(x, layer, units)
+        for b, u in enumerate(units):
+            torch.testing.assert_close(batched[b:b + 1], rule.attribute(x[b:b + 1], (layer, *u)), atol=1e-6,
+                                       rtol=1e-5)
+        for y, xx in [(0, 0), (h // 2, w // 2), (h - 1, w - 1)]:
+            assert receptive_box(model, layer, y, xx, (28, 28)) == _box_by_gradient(model, layer, y, xx, (28, 28))
+
+
+def test_brute_force_top_examples_equal_a_sort():
+    torch.manual_seed(0)
+    model, x = create_model("lenet5").eval(), torch.rand(30, 1, 28, 28)
+    top = top_examples(model, [x[:7], x[7:20], x[20:]], k=5)
+    acts = activations(model, x, ["features.conv2"])["features.conv2"]
+    best = acts.flatten(2).max(2).values  # (N, C)
+    order = best.argsort(0, descending=True)[:5].T  # (C, 5)
+    assert torch.equal(top["features.conv2"].index, order)
+    torch.testing.assert_close(top["features.conv2"].values, best.gather(0, order.T).T)
+    y, xx = top["features.conv2"].pos[3, 0]
+    assert acts[order[3, 0], 3, y, xx] == best[order[3, 0], 3]
