@@ -14,8 +14,9 @@ For each network studied (LeNet-5 on MNIST; ConvPool-CNN-C at a quarter width on
 4. Fig. 4: for chosen channels of each conv layer, the strongest training image at every epoch, and each layer's
    settle epoch (analysis.evolution): the paper finds lower layers settle within a few epochs, upper ones late.
 
-The instruments of parallel branches (explicit deconvnet, streaming top-k, fast occlusion) are stand-ins here,
-all in `_zf_standins.py`. The Result holds arrays only; `report/pages/zf.py` draws the figures.
+The instruments: `explain.deconvnet` (the explicit projection with switches), `analysis.topk` (the streaming
+top-k scan and receptive boxes), `explain.Occlusion` (exact incremental occlusion, checked here against full
+re-inference). The Result holds arrays only; `report/pages/zf.py` draws the figures.
 """
 
 from __future__ import annotations
@@ -31,17 +32,12 @@ import torch
 from torch import nn
 
 from convscope.analysis.evolution import feature_evolution
+from convscope.analysis.topk import input_patch, receptive_box, top_examples
 from convscope.config import TrainConfig
 from convscope.errors import UserError
 from convscope.experiments import register_experiment
-from convscope.experiments._zf_standins import (
-    DeconvnetProjection,
-    input_patch,
-    occlusion_fast_vs_full,
-    receptive_box,
-    top_examples,
-)
-from convscope.explain import create_method
+from convscope.explain import Occlusion, create_method
+from convscope.explain.deconvnet import DeconvnetProjection
 from convscope.explain.occlusion_maps import ink_region, occlusion_maps, occlusion_pointing, top_fraction_region
 from convscope.hooks import activations, conv_layers
 from convscope.result import Published, Result, provenance
@@ -203,7 +199,7 @@ def _top9(cfg: ZFConfig, st: Study, layers: list[str], x: torch.Tensor, key: str
     top = top_examples(st.model, batches, layers, k=cfg.top_k)
     rate = len(x) / (time.perf_counter() - t)
     hw = tuple(x.shape[2:])
-    project = DeconvnetProjection(st.model)
+    project = DeconvnetProjection(st.model, start="one")  # 1 at the unit: equal to the rule gradient
     rule = create_method("deconvnet", st.model)
     worst = 0.0
     shapes = {n: a.shape[2:] for n, a in activations(st.model, x[:1], layers).items()}
@@ -227,7 +223,7 @@ def _top9(cfg: ZFConfig, st: Study, layers: list[str], x: torch.Tensor, key: str
                        f"{key}.top.{n}.pos": tk.pos.numpy(), f"{key}.top.{n}.box": boxes,
                        f"{key}.top.{n}.patch": patch, f"{key}.top.{n}.proj": proj})
     return {"topk_scan_images": len(x), "topk_scan_images_per_second": rate,
-            "deconv_vs_gradient_max_abs_diff": worst, "projection_explicit": project.explicit,
+            "deconv_vs_gradient_max_abs_diff": worst,
             "receptive_field": {n: list(_rf_size(st.model, n, hw, shapes[n])) for n in layers}}
 
 
@@ -278,9 +274,22 @@ def _occlusion(cfg: ZFConfig, st: Study, key: str, arrays: dict[str, np.ndarray]
         arrays[f"{key}.pointing{suffix}.hit"], arrays[f"{key}.pointing{suffix}.chance"] = hit, chance
         out[f"occlusion_pointing{suffix}"] = float(hit.mean())
         out[f"occlusion_pointing{suffix}_chance"] = float(chance.mean())
-    out["occlusion_max_rel_diff_vs_full"] = occlusion_fast_vs_full(st.model, x_test[shown], y_test[shown],
-                                                                   cfg.window, cfg.stride, fill)
+    diff, speedup = _fast_vs_full(st.model, x_test[shown], y_test[shown], cfg.window, cfg.stride, fill)
+    out["occlusion_max_rel_diff_vs_full"], out["occlusion_speedup_vs_full"] = diff, speedup
     return out
+
+
+def _fast_vs_full(model: nn.Module, x: torch.Tensor, target: torch.Tensor, window: int, stride: int,
+                  fill: float) -> tuple[float, float]:
+    """max |incremental − full re-inference| / max |full| of Occlusion's probability maps, and the time of full
+    re-inference over the incremental engine's (one run each, same batching)."""
+    kw: dict[str, Any] = {"window": window, "stride": stride, "baseline": fill, "output": "probability"}
+    t0 = time.perf_counter()
+    fast = Occlusion(model, fast=True, **kw).attribute(x, target)
+    t1 = time.perf_counter()
+    full = Occlusion(model, fast=False, **kw).attribute(x, target)
+    t2 = time.perf_counter()
+    return float((fast - full).abs().max() / full.abs().max().clamp_min(1e-12)), (t2 - t1) / max(t1 - t0, 1e-9)
 
 
 def _evolution(cfg: ZFConfig, st: Study, layers: list[str], x: torch.Tensor, key: str,
@@ -293,7 +302,7 @@ def _evolution(cfg: ZFConfig, st: Study, layers: list[str], x: torch.Tensor, key
     for e in evo.epochs:  # each epoch's own model projects its own top image
         m = copy.deepcopy(st.model)
         m.load_state_dict(st.weights[e])
-        models[e] = DeconvnetProjection(m.eval())
+        models[e] = DeconvnetProjection(m.eval(), start="one")
     arrays[f"{key}.evo.epochs"] = np.array(evo.epochs)
     for n in layers:
         size = _rf_size(st.model, n, hw, shapes[n])
@@ -336,15 +345,13 @@ def _result(cfg: ZFConfig, per: list[dict[str, Any]], arrays: dict[str, np.ndarr
         "deconv_vs_gradient_max_abs_diff": max(m["deconv_vs_gradient_max_abs_diff"] for m in per),
         "topk_scan_images_per_second": per[0]["topk_scan_images_per_second"],
         "occlusion_max_rel_diff_vs_full": per[0]["occlusion_max_rel_diff_vs_full"],
+        "occlusion_speedup_vs_full": by("occlusion_speedup_vs_full"),
         "occlusion_speedup_vs_captum": None,
         "test_accuracy": by("test_accuracy"),
         "per_study": {t: {k: v for k, v in m.items() if k not in ("feature_settle_epoch_by_layer",)}
                       for t, m in zip(tags, per, strict=True)},
     }
     notes = [
-        "Stand-ins (until the parallel branches land, experiments/_zf_standins.py): the explicit deconvnet "
-        "projection handles a Sequential of conv/ReLU/max-pool layers; the top-k scan is brute force; receptive "
-        "boxes are the support of the unit's gradient over 32 random inputs.",
         f"Occlusion: a {cfg.window}×{cfg.window} square every {cfg.stride} pixels (the paper gives no size) of "
         + ("the training set's mean pixel (the paper's grey: its images are mean-subtracted)" if cfg.fill is None
            else str(cfg.fill)) + ". The strongest map is the one with the largest single activation on the "
@@ -357,9 +364,10 @@ def _result(cfg: ZFConfig, per: list[dict[str, Any]], arrays: dict[str, np.ndarr
         f"later epoch; a layer's value is the median over {cfg.evolution_channels} channels spread evenly over it, "
         f"scanned over {cfg.evolution_images} training images. Epoch 1 is the end of the first epoch.",
     ]
-    if metrics["occlusion_max_rel_diff_vs_full"] is None:
-        notes.append("occlusion_max_rel_diff_vs_full is not measured: this branch's Occlusion has no fast engine "
-                     "yet (no `fast` option). occlusion_speedup_vs_captum is left to benchmarks/.")
+    notes.append("Occlusion runs on the incremental engine (explain.incremental); occlusion_max_rel_diff_vs_full "
+                 "compares it with full re-inference on the panel images. occlusion_speedup_vs_captum is measured by "
+                 "benchmarks/occlusion_speed.py on AlexNet, VGG-16 and LeNet-5 (Captum is a dev extra, not a "
+                 "dependency of the experiment).")
     published = {
         "feature_settle_epoch_by_layer": Published(
             "lower layers settle within a few epochs, upper layers only after many: the settle epoch does not "

@@ -38,7 +38,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -248,12 +248,33 @@ class DeconvnetProjection(Attribution):
     def attribute(self, x: Tensor, target: Target) -> Tensor:
         x = self.prepare(x)
         layer = target[0] if is_unit(target) else None
+        return self._walk(x, layer, lambda trace: self._top(trace, x, target))
+
+    def attribute_units(self, x: Tensor, layer: str, units: Sequence[tuple[int, int, int]]) -> Tensor:
+        """Example b projects its own neuron `units[b] = (channel, y, x)` of `layer`, all in one pass (the
+        top-9 figure projects a different unit for each image)."""
+        x = self.prepare(x)
+        if len(units) != len(x):
+            raise UserError(f"{len(units)} units for {len(x)} examples: give one (channel, y, x) per example.")
+
+        def start(trace: _Trace) -> tuple[int, Tensor]:
+            top, a = trace.top_of(layer), trace.value
+            signal = torch.zeros_like(a)
+            for b, (channel, y, x_) in enumerate(units):
+                check_unit((layer, channel, y, x_), tuple(a.shape))
+                signal[b, channel, y, x_] = a[b, channel, y, x_] if self.start == "activation" else 1
+            return top, signal
+
+        return self._walk(x, layer, start)
+
+    def _walk(self, x: Tensor, layer: str | None, start: Callable[[_Trace], tuple[int, Tensor]]) -> Tensor:
+        """Run the forward pass, take the starting signal from `start`, and walk it down the chain to pixels."""
         if layer is not None:
             get_layer(self.model, layer)  # an unknown name fails here, with suggestions
         trace = _Trace(self.model, layer)
         with frozen(self.model), torch.no_grad(), trace_modules(self.model, trace.pre, trace.post):
             self.model(x)
-            top, signal = self._top(trace, x, target)
+            top, signal = start(trace)
             trace.check_chain(x, top)
             for step in reversed(trace.steps[: top + 1]):
                 signal = _down(step, signal)
