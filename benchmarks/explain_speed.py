@@ -15,7 +15,8 @@ seed. Time: the best of `--repeats` wall-clock runs of each method on LeNet-5 an
 (default 1: one VGG-16 side takes up to minutes on a 2-core CPU; both sides get the same count).
 Goal: no method slower than Captum (ratio = convscope time / Captum time ≤ 1).
 
-Usage: python benchmarks/explain_speed.py [--quick] [--repeats N] [--vgg-repeats N]. Prints one JSON object.
+Usage: python benchmarks/explain_speed.py [--quick] [--models lenet5,vgg16] [--repeats N] [--vgg-repeats N].
+Prints one JSON object.
 """
 
 from __future__ import annotations
@@ -125,10 +126,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="16 MNIST images and 2 VGG images at 112×112")
     parser.add_argument("--repeats", type=int, default=2, help="timed runs per side on LeNet-5 (best kept)")
+    parser.add_argument("--models", default="lenet5,vgg16", help="comma-separated workloads to run")
     parser.add_argument("--vgg-repeats", type=int, default=1, help="timed runs per side on VGG-16 (best kept)")
     args = parser.parse_args()
     results = {}
     for name, (model, x, layer, occ) in workloads(args.quick).items():
+        if name.split("_")[0] not in args.models.split(","):
+            continue
         results[name] = run_model(model, x, layer, occ, args.vgg_repeats if name.startswith("vgg") else args.repeats)
     ratios = [r["ratio"] for per in results.values() for r in per.values()]
     agree = all(r["max_rel_diff"] < 1e-4 for per in results.values() for r in per.values())
