@@ -37,7 +37,7 @@ def lab_config(name: str) -> Any:
 
 # The lab's own model: the fast LeNet-5 recipe over two epochs (about 99 % on MNIST), so the whole lab fits
 # its three minutes on a 2-core CPU; `convscope train lenet5` runs the three-epoch recipe.
-LAB_TRAIN = TrainConfig(model="lenet5", data="mnist", epochs=2)
+LAB_TRAIN = TrainConfig(model="lenet5", data="mnist", epochs=2, keep_epochs=True)  # zf draws the evolution
 
 
 def run_lab(out_dir: str | Path = "runs/lab", *, retrain: bool = False, cfg: TrainConfig | None = None,

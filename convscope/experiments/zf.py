@@ -86,8 +86,9 @@ class ZFConfig:
 
     @classmethod
     def lab(cls) -> ZFConfig:
-        """`convscope lab`'s size (about 20 s): the lab's model for the top-9 and occlusion (the lab sets `run`),
-        LeNet-5 trained here for 4 short epochs for the evolution, no second network, smaller subsets."""
+        """`convscope lab`'s size: the lab's model (the lab sets `run`) for the top-9 and occlusion, and the epochs
+        its run kept for the evolution (a run that kept one epoch: LeNet-5 trained here for 4 short epochs), no
+        second network, smaller subsets."""
         return cls(train=replace(cls().train, epochs=4, train_subset=6000, test_subset=2000), second=None,
                    scan_images=3000, evolution_images=1000, evolution_channels=4, pointing_images=100)
 
