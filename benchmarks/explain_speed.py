@@ -67,7 +67,7 @@ def workloads(quick: bool) -> dict[str, tuple[torch.nn.Module, torch.Tensor, str
 
 
 def run_model(model: torch.nn.Module, x: torch.Tensor, layer: str, occ: tuple[int, int],
-              repeats: int) -> dict[str, dict]:
+              repeats: int, only: set[str] | None = None) -> dict[str, dict]:
     with torch.no_grad():
         t = model(x).argmax(1)
     B, C = len(x), x.shape[1]
@@ -112,6 +112,8 @@ def run_model(model: torch.nn.Module, x: torch.Tensor, layer: str, occ: tuple[in
     }
     out = {}
     for name, (mine, theirs) in cases.items():
+        if only and name not in only:
+            continue
         t_ours, a_ours = best_time(mine, repeats)
         t_theirs, a_theirs, option = captum_best(theirs, repeats)
         scale = float(a_theirs.abs().max()) or 1.0
@@ -126,6 +128,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="16 MNIST images and 2 VGG images at 112×112")
     parser.add_argument("--repeats", type=int, default=2, help="timed runs per side on LeNet-5 (best kept)")
+    parser.add_argument("--methods", default="", help="comma-separated methods to run (default: all)")
     parser.add_argument("--models", default="lenet5,vgg16", help="comma-separated workloads to run")
     parser.add_argument("--vgg-repeats", type=int, default=1, help="timed runs per side on VGG-16 (best kept)")
     args = parser.parse_args()
@@ -133,7 +136,8 @@ def main() -> int:
     for name, (model, x, layer, occ) in workloads(args.quick).items():
         if name.split("_")[0] not in args.models.split(","):
             continue
-        results[name] = run_model(model, x, layer, occ, args.vgg_repeats if name.startswith("vgg") else args.repeats)
+        results[name] = run_model(model, x, layer, occ, args.vgg_repeats if name.startswith("vgg") else args.repeats,
+                                  set(filter(None, args.methods.split(","))))
     ratios = [r["ratio"] for per in results.values() for r in per.values()]
     agree = all(r["max_rel_diff"] < 1e-4 for per in results.values() for r in per.values())
     print(json.dumps({

@@ -89,6 +89,7 @@ def _baseline(x: Tensor, baseline: float | Tensor) -> Tensor:
 
 
 _VALUES_PER_PASS = 2**17  # default input values per forward pass of integrated gradients
+_MIN_INPUTS_PER_PASS = 8  # and at least this many inputs
 
 
 class IntegratedGradients(Attribution):
@@ -99,14 +100,15 @@ class IntegratedGradients(Attribution):
     def attribute(self, x: Tensor, target: Target, baseline: float | Tensor = 0.0, steps: int = 50,
                   method: str = "gausslegendre", internal_batch_size: int | None = None) -> Tensor:
         """`internal_batch_size` bounds how many inputs (path points × examples) run through the model at
-        once; by default about 2**17 input values per pass, which on CPU is faster than one huge batch
-        (cache) and bounds memory on large images."""
+        once; by default at least 8 inputs per pass (smaller batches leave a CPU's threads idle) and otherwise
+        about 2**17 input values, which on CPU is faster than one huge batch (cache) and bounds memory."""
         x = self.prepare(x)
         base = _baseline(x, baseline)
         alphas, weights = quadrature(method, steps)
         B = len(x)
         if internal_batch_size is None:
-            per_pass = max(1, min(steps, _VALUES_PER_PASS // x.numel()))  # path points per forward pass
+            per_pass = max(-(-_MIN_INPUTS_PER_PASS // B), _VALUES_PER_PASS // x.numel())  # path points per pass
+            per_pass = min(steps, per_pass)
         else:
             per_pass = max(1, internal_batch_size // B)
         total = torch.zeros_like(x)
