@@ -88,8 +88,15 @@ def _baseline(x: Tensor, baseline: float | Tensor) -> Tensor:
     return b
 
 
-_VALUES_PER_PASS = 2**17  # default input values per forward pass of integrated gradients
+_VALUES_PER_PASS = 2**17  # default input values per forward pass when a method runs many copies of x
 _MIN_INPUTS_PER_PASS = 8  # and at least this many inputs
+
+
+def copies_per_pass(x: Tensor, copies: int) -> int:
+    """How many copies of the batch `x` (path points, noisy copies) one forward pass takes by default: at least
+    8 inputs (smaller batches leave a CPU's threads idle), else about 2**17 input values (one huge batch is
+    slower on CPU, the cache, and bounds memory), at most `copies`."""
+    return max(1, min(copies, max(-(-_MIN_INPUTS_PER_PASS // len(x)), _VALUES_PER_PASS // x.numel())))
 
 
 class IntegratedGradients(Attribution):
@@ -107,8 +114,7 @@ class IntegratedGradients(Attribution):
         alphas, weights = quadrature(method, steps)
         B = len(x)
         if internal_batch_size is None:
-            per_pass = max(-(-_MIN_INPUTS_PER_PASS // B), _VALUES_PER_PASS // x.numel())  # path points per pass
-            per_pass = min(steps, per_pass)
+            per_pass = copies_per_pass(x, steps)  # path points per forward pass
         else:
             per_pass = max(1, internal_batch_size // B)
         total = torch.zeros_like(x)
@@ -148,7 +154,8 @@ class SmoothGrad(Attribution):
     def __init__(self, method: Attribution, n: int = 50, sigma: float = 0.15, kind: str = "smoothgrad",
                  absolute_sigma: bool = False, batch: int | None = None, seed: int | torch.Generator = 0) -> None:
         """`sigma` is a fraction of each example's value range (max − min), or the standard deviation itself
-        with `absolute_sigma=True`; `batch` bounds the noisy copies per call of `method` (all n by default)."""
+        with `absolute_sigma=True`; `batch` bounds the noisy copies per call of `method` (by default a size
+        that is fast on CPU, `copies_per_pass`); it never changes the noise each copy gets."""
         if not isinstance(method, Attribution) or method.cam:
             raise UserError("SmoothGrad wraps a method that returns maps of the input's shape, e.g. "
                             "SmoothGrad(Saliency(model)).")
@@ -170,15 +177,17 @@ class SmoothGrad(Attribution):
         else:
             flat = x.flatten(1).cpu()
             std = self.sigma * (flat.max(1).values - flat.min(1).values)
-        per_call = max(1, min(self.n, self.batch or self.n))
+        per_call = max(1, min(self.n, self.batch or copies_per_pass(x, self.n)))
         total = torch.zeros_like(x)
         total_sq = torch.zeros_like(x)
+        # All the noise first, (B, n, C, H, W), example-major as Captum's NoiseTunnel draws it (the n copies of
+        # example b adjacent), so the batching changes how the copies are evaluated, never which noise they get.
+        std_n = std.repeat_interleave(self.n).view(-1, *[1] * (x.dim() - 1)).expand(B * self.n, *x.shape[1:])
+        noise = torch.normal(0.0, std_n.contiguous(), generator=gen).to(x.device).view(B, self.n, *x.shape[1:])
         for start in range(0, self.n, per_call):
             k = min(per_call, self.n - start)
-            # (B·k, C, H, W), example-major as Captum's NoiseTunnel: the k copies of example b are adjacent
-            std_k = std.repeat_interleave(k).view(-1, *[1] * (x.dim() - 1)).expand(B * k, *x.shape[1:])
-            noise = torch.normal(0.0, std_k.contiguous(), generator=gen).to(x.device)
-            noisy = x.repeat_interleave(k, dim=0) + noise
+            # (B·k, C, H, W): copies start..start+k of every example, example-major
+            noisy = (x[:, None] + noise[:, start:start + k]).reshape(B * k, *x.shape[1:])
             a = self.method.attribute(noisy, repeat_target(target, B, k, interleave=True), **options)
             a = a.view(B, k, *x.shape[1:])
             total += a.sum(1)

@@ -164,3 +164,13 @@ def test_bad_arguments_are_one_sentence():
         SmoothGrad(Saliency(model), kind="median")
     with pytest.raises(UserError, match="baseline has shape"):
         IntegratedGradients(model).attribute(x, 1, baseline=torch.zeros(2, 2))
+
+
+@pytest.mark.parametrize("kind", ["smoothgrad", "vargrad"])
+def test_smoothgrad_batching_changes_how_copies_run_not_their_noise(kind):
+    model, x = zoo("lenet5")
+    model.eval()
+    whole = SmoothGrad(Saliency(model), n=7, sigma=0.1, kind=kind, batch=7, seed=5).attribute(x, 5)
+    for batch in (1, 3, None):
+        torch.testing.assert_close(
+            SmoothGrad(Saliency(model), n=7, sigma=0.1, kind=kind, batch=batch, seed=5).attribute(x, 5), whole)
