@@ -92,11 +92,11 @@ _VALUES_PER_PASS = 2**17  # default input values per forward pass when a method 
 _MIN_INPUTS_PER_PASS = 8  # and at least this many inputs
 
 
-def copies_per_pass(x: Tensor, copies: int) -> int:
+def copies_per_pass(x: Tensor, copies: int, values: int = _VALUES_PER_PASS) -> int:
     """How many copies of the batch `x` (path points, noisy copies) one forward pass takes by default: at least
-    8 inputs (smaller batches leave a CPU's threads idle), else about 2**17 input values (one huge batch is
+    8 inputs (smaller batches leave a CPU's threads idle), else about `values` input values (one huge batch is
     slower on CPU, the cache, and bounds memory), at most `copies`."""
-    return max(1, min(copies, max(-(-_MIN_INPUTS_PER_PASS // len(x)), _VALUES_PER_PASS // x.numel())))
+    return max(1, min(copies, max(-(-_MIN_INPUTS_PER_PASS // len(x)), values // x.numel())))
 
 
 class IntegratedGradients(Attribution):
@@ -177,7 +177,9 @@ class SmoothGrad(Attribution):
         else:
             flat = x.flatten(1).cpu()
             std = self.sigma * (flat.max(1).values - flat.min(1).values)
-        per_call = max(1, min(self.n, self.batch or copies_per_pass(x, self.n)))
+        # SmoothGrad's passes carry no quadrature bookkeeping: measured on a 2-core CPU, passes 8× larger than
+        # integrated gradients' are fastest (all 16 copies of 64 MNIST images in one; 2 copies of 4 at 224×224).
+        per_call = max(1, min(self.n, self.batch or copies_per_pass(x, self.n, 8 * _VALUES_PER_PASS)))
         total = torch.zeros_like(x)
         total_sq = torch.zeros_like(x)
         # All the noise first, (B, n, C, H, W), example-major as Captum's NoiseTunnel draws it (the n copies of
