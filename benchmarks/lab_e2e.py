@@ -12,7 +12,7 @@ The measurement is only of the whole lab if the lab ran every experiment: if any
 the JSON says which and why and the script exits 1. Goal (issue 2): the first run in at most
 3 minutes, and each run in at most 2 GiB.
 
-Usage: python benchmarks/lab_e2e.py [--quick]
+Usage: python benchmarks/lab_e2e.py [--quick] [--keep DIR]
 `--quick` is a smoke run of the same machinery: a tiny LeNet-5 and the lenet5 experiment only, through
 `run_lab` (its timings and `met` mean nothing). Prints one JSON object.
 """
@@ -85,7 +85,10 @@ def experiment_status(out: Path, expected: list[str]) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="smoke run: tiny LeNet-5 and the lenet5 experiment")
+    ap.add_argument("--keep", metavar="DIR", help="write the lab into DIR (new or empty) and keep it")
     args = ap.parse_args(argv)
+    if args.keep and Path(args.keep).exists() and any(Path(args.keep).iterdir()):
+        ap.error(f"{args.keep} is not empty: give a new or empty directory to --keep.")
     from convscope.data import load_dataset
     from convscope.lab import lab_experiments
 
@@ -97,7 +100,9 @@ def main(argv: list[str] | None = None) -> int:
             data_errors[name] = str(e)
     expected = ["lenet5"] if args.quick else lab_experiments()
     runs: dict[str, dict[str, Any]] = {}
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as scratch:
+        tmp = args.keep or scratch
+        Path(tmp).mkdir(parents=True, exist_ok=True)
         out = Path(tmp) / "lab"
         cmd = ([sys.executable, "-c", QUICK_LAB, str(out)] if args.quick else
                [sys.executable, "-m", "convscope.cli", "lab", "--out", str(out), "--quiet"])
