@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from convscope.analysis.clustering import layer_clustering, representation_layers
+from convscope.analysis.evolution import feature_evolution
 from convscope.analysis.invariance import hflip, invariance_scores
 from convscope.analysis.linearity import affine_map, max_affine_error
 from convscope.analysis.pairing import pairing_by_layer
@@ -36,6 +37,7 @@ from convscope.analysis.polarity import (
 )
 from convscope.analysis.pooling import edge_maps
 from convscope.analysis.reconstruction import crelu_features, reconstruct
+from convscope.analysis.topk import receptive_box, top_examples
 from convscope.errors import UserError
 from convscope.explain.featurevis import (
     channel,
@@ -46,6 +48,7 @@ from convscope.explain.featurevis import (
     visualize,
     visualize_channels,
 )
+from convscope.explain.occlusion_maps import occlusion_maps
 from convscope.hooks import activations, conv_layers, eval_mode, get_layer, record
 from convscope.models import create_model
 from convscope.models.summary import summarize
@@ -109,6 +112,13 @@ def _exact_swap(model: nn.Module, c: Case) -> dict[str, float]:
     return report
 
 
+def _evolution(model: nn.Module, c: Case) -> Any:
+    # two "epochs": the model's own weights and a perturbed copy; the instrument loads each into a copy
+    own = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    other = {k: v + 0.01 if v.is_floating_point() else v for k, v in own.items()}
+    return feature_evolution(model, {1: own, 2: other}, c.x, [c.conv], channels=2, k=2)
+
+
 def _max_affine_error(model: nn.Module, c: Case) -> float:
     A, b = affine_map(model, c.small_shape, check=False)
     return max_affine_error(model, A, b, torch.rand(3, *c.small_shape, generator=torch.Generator().manual_seed(0)))
@@ -142,6 +152,10 @@ INSTRUMENTS: dict[str, tuple[Callable[[nn.Module, Case], Any], dict[str, str]]] 
     "visualize_channels": (lambda m, c: visualize_channels(m, c.conv, input_shape=c.input_shape, steps=2), {}),
     "own_channel_activation": (lambda m, c: own_channel_activation(m, c.conv, c.x[:4]), {}),
     "summarize": (lambda m, c: summarize(m, c.input_shape), {}),
+    "top_examples": (lambda m, c: top_examples(m, c.x, k=3), {}),
+    "receptive_box": (lambda m, c: receptive_box(m, c.conv, 1, 1, c.input_shape[1:]), {}),
+    "occlusion_maps": (lambda m, c: occlusion_maps(m, c.x[:2], c.y[:2], window=8, stride=8), {}),
+    "feature_evolution": (_evolution, {}),
     "evaluate": (lambda m, c: evaluate(m, c.x, c.y, batch_size=5), {}),
     "write_atlas_inputs": (lambda m, c: write_atlas_inputs(m, c.tmp, c.x, c.y, [str(k) for k in range(10)]), {}),
 }
