@@ -156,8 +156,8 @@ def evolution_figure(r: Result, key: str) -> bytes:
     E = len(epochs)
     cell = 44  # pixels per cell
     height = sum(len(r.arrays[f"{key}.evo.{n}.channels"]) for n in layers)
-    fig = MplFigure(figsize=(1.6 + E * cell / 100 * 1.1, 0.5 + height * cell / 100 * 1.1 + 0.25 * len(layers)),
-                    layout="constrained")
+    width = max(3.6, 1.6 + E * cell / 100 * 1.1)  # wide enough for the titles when few epochs were kept
+    fig = MplFigure(figsize=(width, 0.5 + height * cell / 100 * 1.1 + 0.25 * len(layers)), layout="constrained")
     axes = fig.subplots(len(layers), 1, squeeze=False,
                         height_ratios=[len(r.arrays[f"{key}.evo.{n}.channels"]) for n in layers])[:, 0]
     for ax, n in zip(axes, layers, strict=True):
