@@ -7,7 +7,8 @@ positions). The target is the model's top class. Three ways, same model, input, 
 - convscope incremental (`Occlusion(fast=True)`, `perturbations_per_eval` positions per pass);
 - Captum 0.9 `captum.attr.Occlusion` at its fastest `perturbations_per_eval` of those tried; on VGG-16 each try
   would take minutes, so the options are timed on the same image with a 16×16 window at stride 52 (25
-  positions) and the fastest runs the full workload once (stated in the output);
+  positions, the window widened to 52 as Captum wants stride ≤ window; a forward costs the same) and the
+  fastest runs the full workload once (stated in the output);
 - convscope full re-inference (`fast=False`) with Captum's best batch size.
 
 Each side runs once (a VGG-16 forward takes about a second on 2 CPU cores: Captum alone takes minutes). The maps
@@ -72,13 +73,15 @@ def run(model: torch.nn.Module, x: torch.Tensor, window: int, stride: int, calib
         t = int(model(x).argmax(1))
     C, H, W = x.shape[1:]
 
-    def captum_fn(s: int, per_eval: int) -> Callable[[], torch.Tensor]:
-        return lambda: ca.Occlusion(model).attribute(x, target=t, sliding_window_shapes=(C, window, window),
+    def captum_fn(s: int, per_eval: int, w: int = window) -> Callable[[], torch.Tensor]:
+        return lambda: ca.Occlusion(model).attribute(x, target=t, sliding_window_shapes=(C, w, w),
                                                      strides=(C, s, s), perturbations_per_eval=per_eval)
 
     options = (1, 16, 64) if quick else (1, 16, 64, 256)
     big = calib != stride  # Captum's batch size chosen on fewer positions, then one run on the workload
-    tries = {p: timed(captum_fn(calib, p))[0] for p in options}
+    # Captum wants stride ≤ window; a forward costs the same whatever the window, so the tries use a window of
+    # the calibration stride
+    tries = {p: timed(captum_fn(calib, p, max(window, calib)))[0] for p in options}
     best = min(tries, key=tries.get)
     print(f"  captum tries {tries}", file=sys.stderr)
     t_captum, a_captum = (timed(captum_fn(stride, best)) if big else (tries[best], None))

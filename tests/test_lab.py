@@ -37,11 +37,14 @@ def test_lab_trains_renders_and_reuses(tmp_path):
 
     # The second run reuses the checkpoint and the experiment, and renders the same pages.
     mtime = (out / "checkpoint" / "state.json").stat().st_mtime
+    wall = json.loads((out / "run.json").read_text())["provenance"]["wall_seconds"]
     logs.clear()
     run_lab(out, cfg=SMALL, experiments=["lenet5"], experiment_configs=experiments, progress=False,
             log=logs.append)
     assert logs[0].startswith("reused") and logs[1].startswith("reused experiment")
     assert (out / "checkpoint" / "state.json").stat().st_mtime == mtime
+    # and the atlas still shows the wall time of the run that trained, not of the reuse
+    assert json.loads((out / "run.json").read_text())["provenance"]["wall_seconds"] == wall
 
 
 def test_lab_runs_every_experiment_with_its_lab_config():

@@ -118,12 +118,24 @@ def train_run(cfg: TrainConfig, out_dir: str | Path, *, resume: bool = False, ov
         model.eval()  # the run's own model, handed back ready to use, as a reused one is
 
     write_atlas_inputs(model, out_dir, x_test, y_test, data_info["classes"])
+    wall = time.perf_counter() - t0
+    if not trained:  # a reused run keeps the wall time of the run that trained it, not of this reuse
+        wall = _saved_wall_seconds(out_dir) or wall
     write_json(out_dir / "run.json", {
         "kind": kind, "model": cfg.model, "dataset": cfg.data, "config": config,
-        "provenance": {**provenance, "train_seconds": train_seconds, "wall_seconds": time.perf_counter() - t0},
+        "provenance": {**provenance, "train_seconds": train_seconds, "wall_seconds": wall},
         "final": history[-1] if history else {},
     })
     return RunOutcome(out_dir=out_dir, model=model, history=history, trained=trained)
+
+
+def _saved_wall_seconds(out_dir: Path) -> float | None:
+    """The wall time an earlier run.json in `out_dir` recorded, if it is readable."""
+    try:
+        value = read_json(out_dir / "run.json")["provenance"]["wall_seconds"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return float(value) if isinstance(value, int | float) else None
 
 
 def write_atlas_inputs(model: nn.Module, out_dir: Path, x_test: torch.Tensor, y_test: torch.Tensor,
