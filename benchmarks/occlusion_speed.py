@@ -6,8 +6,8 @@ positions). The target is the model's top class. Three ways, same model, input, 
 
 - convscope incremental (`Occlusion(fast=True)`, `perturbations_per_eval` positions per pass);
 - Captum 0.9 `captum.attr.Occlusion` at its fastest `perturbations_per_eval` of those tried; on VGG-16 each try
-  would take minutes, so the options are timed on the same image with a 16×16 window at stride 52 (25
-  positions, the window widened to 52 as Captum wants stride ≤ window; a forward costs the same) and the
+  would take minutes, so the options are timed on the same image with a 52×52 window at stride 52 (25
+  positions; Captum wants stride ≤ window, and a forward costs the same whatever the window) and the
   fastest runs the full workload once (stated in the output);
 - convscope full re-inference (`fast=False`) with Captum's best batch size.
 
