@@ -11,8 +11,7 @@ import time
 
 import pytest
 
-# Epochs of about a second each, so a loaded machine still signals the run while it trains (with 2000 images the
-# run could finish all its epochs before the test's poll saw the first checkpoint).
+# Epochs of about a second each, so a loaded machine still signals the run while it trains.
 ARGS = ["--set", "train_subset=8000", "--set", "test_subset=200", "--batch-size", "50", "-q", "--device", "cpu"]
 
 
@@ -21,7 +20,10 @@ def test_ctrl_c_keeps_a_resumable_checkpoint(tmp_path):
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "convscope.cli", "train", "lenet5", "--epochs", "6", "--out", str(out), *ARGS]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    # A pytest-xdist worker ignores SIGINT and a child inherits that, so the run would never see Ctrl-C: give the
+    # child the default disposition a terminal gives it.
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     state = out / "checkpoint" / "state.json"
     deadline = time.time() + 120
     while not state.exists() and time.time() < deadline and proc.poll() is None:
