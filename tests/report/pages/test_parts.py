@@ -7,13 +7,11 @@ tests/experiments/test_parts.py renders a real tiny run.
 
 from __future__ import annotations
 
-import io
 import re
 from pathlib import Path
 
 import numpy as np
 import pytest
-from matplotlib.image import imread
 
 from convscope.experiments.parts import _published
 from convscope.report import render_atlas
@@ -21,13 +19,10 @@ from convscope.report.pages import page_for
 from convscope.report.pages import parts as page_module
 from convscope.result import Result
 
+from .render import decode
+
 FIGURES = 9  # filters, edge survival, pooling example, pooling under noise, normalisation, linear collapse,
 # noise injection, filter visualisation, depth
-
-
-def decode(png: bytes) -> np.ndarray:
-    assert png[:8] == b"\x89PNG\r\n\x1a\n"
-    return imread(io.BytesIO(png), format="png")
 
 
 def parts_result(**metrics: object) -> Result:

@@ -8,13 +8,11 @@ renders a real tiny run.
 
 from __future__ import annotations
 
-import io
 import re
 from pathlib import Path
 
 import numpy as np
 import pytest
-from matplotlib.image import imread
 
 from convscope.experiments.textbook import _published
 from convscope.report import render_atlas
@@ -23,12 +21,9 @@ from convscope.report.pages import textbook as page_module
 from convscope.result import Result
 from convscope.textbook import conv1d, mode_padding
 
+from .render import decode
+
 FIGURES = 4  # worked 1-D example, NumPy vs PyTorch curves, conv speed, conv1 filters
-
-
-def decode(png: bytes) -> np.ndarray:
-    assert png[:8] == b"\x89PNG\r\n\x1a\n"
-    return imread(io.BytesIO(png), format="png")
 
 
 def textbook_result(**metrics: object) -> Result:
