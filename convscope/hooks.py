@@ -12,6 +12,7 @@ Example:
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -254,9 +255,9 @@ class _ReLURuleMode(TorchFunctionMode):
     """Routes every ReLU call (module, functional, method, in place or not) through `_RuleReLU` and refuses
     the elementwise nonlinearities the rule does not define, naming the module that called them."""
 
-    def __init__(self, rule: str, where: list[str]) -> None:
+    def __init__(self, rule: str, names: dict[int, str]) -> None:
         super().__init__()
-        self.rule, self.where = rule, where
+        self.rule, self.names = rule, names
 
     def __torch_function__(self, func: Callable, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
         kwargs = kwargs or {}
@@ -264,11 +265,23 @@ class _ReLURuleMode(TorchFunctionMode):
             inplace = func in _RELU_INPLACE or bool(kwargs.get("inplace", args[1] if len(args) > 1 else False))
             return _RuleReLU.apply(args[0], self.rule, inplace)
         if func in _UNDEFINED:
-            where = f" in module {self.where[-1]!r}" if self.where and self.where[-1] else ""
+            name = self.caller()
+            where = f" in module {name!r}" if name else ""
             raise UserError(f"The forward pass calls {getattr(func, '__name__', func)}{where}, for which the "
                             f"{self.rule} rule is defined only on ReLUs: use a gradient method (saliency, "
                             "integrated gradients) on this model instead.")
         return func(*args, **kwargs)
+
+    def caller(self) -> str:
+        """The innermost module of the model whose `forward` is on the call stack (read only for an error
+        message, so that the ordinary forward pass carries no per-module hooks)."""
+        frame = inspect.currentframe()
+        while frame is not None:
+            name = self.names.get(id(frame.f_locals.get("self")))
+            if name:
+                return name
+            frame = frame.f_back
+        return ""
 
 
 @contextmanager
@@ -284,29 +297,15 @@ def relu_rule(model: nn.Module, rule: str) -> Iterator[None]:
     """
     if rule not in RELU_RULES:
         raise UserError(f"Unknown ReLU rule {rule!r}: use {' or '.join(RELU_RULES)}.")
-    odd = [name or type(model).__name__ for name, m in model.named_modules()
+    modules = dict(model.named_modules())
+    odd = [name or type(model).__name__ for name, m in modules.items()
            if isinstance(m, _UNDEFINED_MODULES) or getattr(m, "activation_kind", "relu") != "relu"]
     if odd:
         raise UserError(f"The {rule} rule is defined only on ReLUs, and this model has other activations in "
                         f"{', '.join(odd[:5])}{' …' if len(odd) > 5 else ''}: use a gradient method (saliency, "
                         "integrated gradients) on this model instead.")
-    where: list[str] = []
-    handles = []
-    try:
-        def enter(name: str) -> Callable[..., None]:
-            return lambda *_: where.append(name)  # list.append returns None: the input stays as it is
-
-        def leave(*_: Any) -> None:  # a forward hook's return value would replace the output
-            where.pop()
-
-        for name, m in model.named_modules():
-            handles.append(m.register_forward_pre_hook(enter(name)))
-            handles.append(m.register_forward_hook(leave))
-        with _ReLURuleMode(rule, where):
-            yield
-    finally:
-        for h in handles:
-            h.remove()
+    with _ReLURuleMode(rule, {id(m): name for name, m in modules.items()}):
+        yield
 
 
 __all__ = ["RELU_RULES", "activations", "conv_layers", "conv_weight", "eval_mode", "frozen", "get_layer",
