@@ -180,11 +180,13 @@ class _Tap(torch.autograd.Function):
 @contextmanager
 def taps(model: nn.Module, names: list[str], cut: bool = False
          ) -> Iterator[tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]]:
-    """Record the named layers' outputs (`values`, detached) and, after a backward pass, the gradient of
-    the backpropagated quantity with respect to each of them (`grads`): what Grad-CAM needs.
+    """Record the named layers' outputs (`values`) and, after a backward pass, the gradient of the
+    backpropagated quantity with respect to each of them (`grads`): what Grad-CAM needs.
 
-    With `cut=True` the graph starts at the tapped outputs: each `values[name]` is a leaf that requires
-    grad, so `torch.autograd.grad(score, values[name])` backpropagates only through the layers after it.
+    `torch.autograd.grad(score, values[name])` backpropagates only through the layers after the tap. The
+    network goes on with a copy of each tapped output, so an in-place op after the layer leaves
+    `values[name]` as the layer computed it. With `cut=True` the graph also starts at the tapped outputs:
+    each `values[name]` is a leaf, and nothing before it is differentiated.
 
     Example:
         >>> with taps(model, ["features.conv2"]) as (values, grads):
@@ -203,7 +205,7 @@ def taps(model: nn.Module, names: list[str], cut: bool = False
             if calls[name] > 1:
                 raise LayerReuseError(f"Layer {name!r} runs more than once per forward pass, so its output is "
                                       "ambiguous: choose a layer that runs once (a conv, or a module not reused).")
-            values[name] = output.detach().requires_grad_(True) if cut else output.detach()
+            values[name] = output.detach().requires_grad_(True) if cut else output
             return _Tap.apply(values[name] if cut else output, grads, name)
         return hook
 
@@ -236,8 +238,8 @@ class _RuleReLU(torch.autograd.Function):
     et al. 2015), "deconvnet" passes max(g, 0) whatever the input's sign (Zeiler & Fergus 2014)."""
 
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, rule: str, inplace: bool) -> torch.Tensor:
-        ctx.rule = rule
+    def forward(ctx: Any, x: torch.Tensor, state: _ReLURuleMode, inplace: bool) -> torch.Tensor:
+        ctx.state = state  # the rule is read at backward time: one forward pass can serve two rules
         ctx.save_for_backward(x > 0)
         if inplace:
             ctx.mark_dirty(x)
@@ -247,8 +249,11 @@ class _RuleReLU(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
         (positive,) = ctx.saved_tensors
+        rule = ctx.state.rule
+        if rule == "ordinary":
+            return grad * positive, None, None
         grad = grad.clamp(min=0)
-        return (grad * positive if ctx.rule == "guided" else grad), None, None
+        return (grad * positive if rule == "guided" else grad), None, None
 
 
 class _ReLURuleMode(TorchFunctionMode):
@@ -263,7 +268,7 @@ class _ReLURuleMode(TorchFunctionMode):
         kwargs = kwargs or {}
         if func in _RELU or func in _RELU_INPLACE:
             inplace = func in _RELU_INPLACE or bool(kwargs.get("inplace", args[1] if len(args) > 1 else False))
-            return _RuleReLU.apply(args[0], self.rule, inplace)
+            return _RuleReLU.apply(args[0], self, inplace)
         if func in _UNDEFINED:
             name = self.caller()
             where = f" in module {name!r}" if name else ""
@@ -285,7 +290,7 @@ class _ReLURuleMode(TorchFunctionMode):
 
 
 @contextmanager
-def relu_rule(model: nn.Module, rule: str) -> Iterator[None]:
+def relu_rule(model: nn.Module, rule: str) -> Iterator[_ReLURuleMode]:
     """Inside the block, every ReLU of `model`'s forward pass backpropagates by `rule` ("guided" or "deconvnet").
 
     It catches `nn.ReLU` (in place or not, a module called several times included), `F.relu`, `torch.relu`,
@@ -294,6 +299,9 @@ def relu_rule(model: nn.Module, rule: str) -> Iterator[None]:
     nonlinearity (GELU, SiLU, tanh, sigmoid, |x|, ...) is refused with the names of those modules: the rule is
     not defined for them, and an ordinary gradient there would be a silently different method. Clamps written
     by hand (`x.clamp(min=0)`) are not recognised as ReLUs.
+
+    The block yields an object whose `rule` is read when the graph is differentiated: set it to another rule
+    or to "ordinary" between two backward passes of one forward pass (guided Grad-CAM needs both).
     """
     if rule not in RELU_RULES:
         raise UserError(f"Unknown ReLU rule {rule!r}: use {' or '.join(RELU_RULES)}.")
@@ -304,8 +312,8 @@ def relu_rule(model: nn.Module, rule: str) -> Iterator[None]:
         raise UserError(f"The {rule} rule is defined only on ReLUs, and this model has other activations in "
                         f"{', '.join(odd[:5])}{' …' if len(odd) > 5 else ''}: use a gradient method (saliency, "
                         "integrated gradients) on this model instead.")
-    with _ReLURuleMode(rule, {id(m): name for name, m in modules.items()}):
-        yield
+    with _ReLURuleMode(rule, {id(m): name for name, m in modules.items()}) as mode:
+        yield mode
 
 
 __all__ = ["RELU_RULES", "activations", "conv_layers", "conv_weight", "eval_mode", "frozen", "get_layer",
