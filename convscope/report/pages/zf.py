@@ -335,5 +335,15 @@ class ZFPage(ExperimentPage):
                         f"{name}, {n}, Fig. 2: for every channel, its 9 strongest training images, each as the input "
                         "patch under the activation's receptive field (left block, grey) beside the deconvnet "
                         "projection of that one activation (right block; red drives the unit). Pale cells are "
-                        "outside the image.", top9_figure(r, key, n)))
+                        "outside the image.", top9_figure(r, key, n), part=f"{key}-{_short(n)}"))
         return figs
+
+    def parts(self, r: Result) -> dict[str, tuple[str, str]]:
+        """One page per conv layer of each study: the top-9 grids of every channel (the paper's Fig. 2)."""
+        return {f"{key}-{_short(n)}": (
+            f"{_name(r, key)}: {n}, top-9 training images of every channel",
+            f"Each channel of {n} with the 9 training images that excite it most, found in one streaming pass over "
+            "the training set: the input patch under the receptive field and the deconvnet projection of that "
+            "activation, as Zeiler and Fergus's Fig. 2.")
+            for key in _studies(r) for n in _study(r, key).get("conv_layers", [])
+            if f"{key}.top.{n}.patch" in r.arrays}
