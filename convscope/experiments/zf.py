@@ -75,6 +75,9 @@ class ZFConfig:
     # The square's value; None: the training set's mean pixel. The paper's images are mean-subtracted, so its grey
     # square is the mean; on MNIST a mid grey (0.5) square on the black background would add a stroke, not hide one.
     fill: float | None = None
+    # A second pointing measure with the square the colour of the background (None: skip it). On a black
+    # background a grey square is itself a shape: on Fashion-MNIST the largest drop then falls off the garment.
+    background_fill: float | None = 0.0
     pointing_images: int = 500
     ink_threshold: float = 0.5
     projection_top: float = 0.1  # the alternative evidence region: the top 10 % of |projection|
@@ -258,20 +261,25 @@ def _occlusion(cfg: ZFConfig, st: Study, key: str, arrays: dict[str, np.ndarray]
                    f"{key}.panel.rows": np.array(maps.rows), f"{key}.panel.cols": np.array(maps.cols)})
     idx = torch.randperm(len(y_test), generator=torch.Generator().manual_seed(cfg.seed + 3))[:cfg.pointing_images]
     t = time.perf_counter()
-    hits = {"ink": [], "projection": []}
+    hits: dict[str, list] = {"ink": [], "projection": [], "background": []}
     for s in range(0, len(idx), 50):
         xb, yb = x_test[idx[s:s + 50]], y_test[idx[s:s + 50]]
         mb = occlusion_maps(st.model, xb, yb, **kw)
         hits["ink"].append(occlusion_pointing(mb, ink_region(xb, cfg.ink_threshold)))
         hits["projection"].append(occlusion_pointing(mb, top_fraction_region(mb.projection, cfg.projection_top)))
+        if cfg.background_fill is not None:
+            dark = occlusion_maps(st.model, xb, yb, **{**kw, "fill": cfg.background_fill})
+            hits["background"].append(occlusion_pointing(dark, ink_region(xb, cfg.ink_threshold)))
     seconds = time.perf_counter() - t
     out: dict[str, Any] = {"occlusion_fill": fill, "occlusion_layer": maps.layer,
                            "occlusion_positions": len(maps.rows) * len(maps.cols),
                            "occlusion_images_per_second": len(idx) / seconds, "pointing_images": len(idx)}
     for region, parts in hits.items():
+        if not parts:
+            continue
         hit = torch.cat([p.hit for p in parts]).numpy()
         chance = torch.cat([p.chance for p in parts]).numpy()
-        suffix = "" if region == "ink" else "_projection"
+        suffix = "" if region == "ink" else f"_{region}"
         arrays[f"{key}.pointing{suffix}.hit"], arrays[f"{key}.pointing{suffix}.chance"] = hit, chance
         out[f"occlusion_pointing{suffix}"] = float(hit.mean())
         out[f"occlusion_pointing{suffix}_chance"] = float(chance.mean())
@@ -343,6 +351,9 @@ def _result(cfg: ZFConfig, per: list[dict[str, Any]], arrays: dict[str, np.ndarr
         "occlusion_pointing_chance": by("occlusion_pointing_chance"),
         "occlusion_pointing_projection": by("occlusion_pointing_projection"),
         "occlusion_pointing_projection_chance": by("occlusion_pointing_projection_chance"),
+        **({"occlusion_pointing_background": by("occlusion_pointing_background"),
+            "occlusion_pointing_background_chance": by("occlusion_pointing_background_chance")}
+           if cfg.background_fill is not None else {}),
         "deconv_vs_gradient_max_abs_diff": max(m["deconv_vs_gradient_max_abs_diff"] for m in per),
         "topk_scan_images_per_second": per[0]["topk_scan_images_per_second"],
         "occlusion_max_rel_diff_vs_full": per[0]["occlusion_max_rel_diff_vs_full"],
@@ -360,7 +371,11 @@ def _result(cfg: ZFConfig, per: list[dict[str, Any]], arrays: dict[str, np.ndarr
         f"Occlusion pointing: the window position where the correct class's probability drops most counts as a hit "
         f"when its centre pixel is brighter than {cfg.ink_threshold} (the digit's or garment's ink); chance is the "
         "fraction of positions whose centre is ink, i.e. the score of a position drawn at random. The second "
-        f"figure uses the top {cfg.projection_top:.0%} of |projection of the strongest map| as the region instead.",
+        f"figure uses the top {cfg.projection_top:.0%} of |projection of the strongest map| as the region instead."
+        + ("" if cfg.background_fill is None else
+           f" The third repeats the first with a square of {cfg.background_fill:g}, the background's colour: a grey "
+           "square on a black background draws a shape of its own, and on Fashion-MNIST, where the silhouette is "
+           "most of the evidence, the largest drop with grey falls beside the garment rather than on it."),
         "Settle epoch of a channel: the first epoch e from which its strongest training image is the same at every "
         f"later epoch; a layer's value is the median over {cfg.evolution_channels} channels spread evenly over it, "
         f"scanned over {cfg.evolution_images} training images. Epoch 1 is the end of the first epoch.",

@@ -80,3 +80,15 @@ def test_the_atlas_has_one_page_per_conv_layer_linked_from_the_experiment(tmp_pa
         assert f"{layer}, top-9" in html and html.count('src="img/') == 1 and f'href="{exp}"' in html
         src = html.split('src="', 1)[1].split('"', 1)[0]
         assert decode((atlas / src).read_bytes()).shape[0] > 50
+
+
+def test_the_black_square_measure_gets_its_own_row_and_bar():
+    r = _result({"features.conv1": 1, "features.conv2": 3}, hit=0.15, chance=0.4)
+    r.metrics["occlusion_pointing_background"] = {"s0": 0.7}
+    r.metrics["occlusion_pointing_background_chance"] = {"s0": 0.4}
+    rows = [row for row in page_for("zf").headline(r) if "pointing" in row.figure]
+    assert [("grey" in row.figure, row.status) for row in rows] == [(True, "off"), (False, "ok")]
+    assert "70% against 40% with a black square" in page_for("zf").summary(r)
+    three = decode(page_for("zf").figures(r)[0].png)
+    two = decode(page_for("zf").figures(_result({"features.conv1": 1, "features.conv2": 3}))[0].png)
+    assert three.shape[1] > two.shape[1]  # one more pair of bars
