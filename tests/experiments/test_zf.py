@@ -39,6 +39,9 @@ def test_a_tiny_zf_run_saves_everything_the_page_draws(tmp_path):
     assert r.metrics["deconv_vs_gradient_max_abs_diff"] < 1e-5
     assert set(r.metrics["feature_settle_epoch_by_layer"]["s0"]) == {"features.conv1", "features.conv2"}
     assert 0 < r.metrics["occlusion_pointing_chance"]["s0"] < 1
+    # the black square's measure uses the same images and region: the same chance, its own hits
+    assert r.metrics["occlusion_pointing_background_chance"]["s0"] == r.metrics["occlusion_pointing_chance"]["s0"]
+    assert r.arrays["s0.pointing_background.hit"].shape == (10,)
     assert r.metrics["occlusion_max_rel_diff_vs_full"] < 1e-4  # incremental occlusion against full re-inference
     assert sorted(p.name for p in (tmp_path / "runs" / "0-lenet5-mnist" / "checkpoint").glob("model-*")) == [
         "model-0001.safetensors", "model-0002.safetensors"]
