@@ -111,6 +111,33 @@ def _interrupted_message(out: Path | None) -> str:
         return "interrupted before the first checkpoint was saved; nothing to resume."
     return f"interrupted; {hint}"
 
+def launch_workers(nproc: int, argv: list[str], *, run_dir: Path | None = None, batch_size: int | None = None) -> bool:
+    """With --nproc N > 1, run `convscope ARGV` in N processes (torch.distributed.run); True once they finish.
+
+    `run_dir` is a training run's directory, whose checkpoint a failure message points at; `batch_size`, a
+    global batch that must split into N parts (checked before anyone starts).
+    """
+    from convscope.train.distributed import WorkerError, World, batch_slice, launch, launched
+
+    if nproc < 1:
+        raise UserError(f"--nproc must be at least 1, not {nproc}.")
+    if nproc == 1:
+        return False
+    if launched():
+        raise UserError("--nproc starts processes itself, and this one was started by torchrun: leave --nproc out "
+                        "(torchrun's --nproc-per-node says how many processes run).")
+    if batch_size is not None:
+        batch_slice(0, batch_size, World(size=nproc))
+    try:
+        launch(argv, nproc)
+    except WorkerError as e:
+        hint = _checkpoint_hint(run_dir) if run_dir is not None else "nothing was written; run the command again."
+        raise UserError(f"{e}; {hint}") from None
+    except KeyboardInterrupt:
+        _err(_interrupted_message(run_dir) if run_dir is not None else "interrupted; nothing was written.")
+        raise typer.Exit(2) from None
+    return True
+
 def _console():
     from rich.console import Console
 

@@ -15,7 +15,6 @@ from convscope.cli.common import (
     Root,
     Sets,
     TrainSets,
-    _checkpoint_hint,
     _console,
     _err,
     _interrupted_message,
@@ -23,6 +22,7 @@ from convscope.cli.common import (
     app,
     flag,
     guarded,
+    launch_workers,
 )
 from convscope.errors import UserError
 
@@ -102,7 +102,8 @@ def train(
                   optimizer=optimizer, lr=lr, schedule=schedule, seed=seed, device=device,
                   weights=str(weights) if weights is not None else None)
     out = out or Path("runs") / f"{cfg.model.rpartition(':')[2]}-{cfg.data}"  # path/file.py:factory → factory
-    if _launch_workers(nproc, cfg.batch_size, out, _train_argv(cfg, out, resume, overwrite, root, quiet)):
+    if launch_workers(nproc, _train_argv(cfg, out, resume, overwrite, root, quiet), run_dir=out,
+                      batch_size=cfg.batch_size):
         return
     outcome = _train(cfg, out, resume, overwrite, root, quiet)
     if int(os.environ.get("RANK", "0")) != 0:  # a worker of a distributed run: rank 0 reports it
@@ -139,27 +140,6 @@ def _train_argv(cfg: Any, out: Path, resume: bool, overwrite: bool, root: Path |
              *(["--root", str(root)] if root is not None else []), *(["-q"] if quiet else [])]
     return ["train", cfg.model, "--out", str(out), *sets, *flags]
 
-
-def _launch_workers(nproc: int, batch_size: int, out: Path | None, argv: list[str]) -> bool:
-    """With --nproc N > 1, run `argv` in N processes (torch.distributed.run) and return True once they finish."""
-    from convscope.train.distributed import WorkerError, World, batch_slice, launch, launched
-
-    if nproc < 1:
-        raise UserError(f"--nproc must be at least 1, not {nproc}.")
-    if nproc == 1:
-        return False
-    if launched():
-        raise UserError("--nproc starts processes itself, and this one was started by torchrun: leave --nproc out "
-                        "(torchrun's --nproc-per-node says how many processes run).")
-    batch_slice(0, batch_size, World(size=nproc))  # refuse a batch that does not split before starting anyone
-    try:
-        launch(argv, nproc)
-    except WorkerError as e:
-        raise UserError(f"{e}; {_checkpoint_hint(out)}") from None
-    except KeyboardInterrupt:
-        _err(_interrupted_message(out))
-        raise typer.Exit(2) from None
-    return True
 
 @app.command()
 @guarded

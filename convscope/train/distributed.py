@@ -200,7 +200,8 @@ def launch(argv: list[str], nproc: int) -> None:
     args = torchrun.parse_args([
         f"--log-dir={logs}", "--redirects=2", "--nnodes=1", f"--nproc-per-node={nproc}", "--rdzv-backend=c10d",
         f"--rdzv-endpoint=127.0.0.1:{free_port()}",
-        f"--rdzv-id={uuid.uuid4()}", "--local-addr=127.0.0.1", "--max-restarts=0", "--module", "convscope", *argv])
+        f"--rdzv-id={uuid.uuid4()}", "--local-addr=127.0.0.1", "--max-restarts=0", "--module", "convscope"])
+    args.training_script_args = list(argv)  # not parsed by torchrun, which would take --run for its --run-path
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     # The elastic agent logs every step and a failure report of its own: the one sentence below replaces them.
