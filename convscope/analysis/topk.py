@@ -12,6 +12,8 @@ every layer at once, in one pass over the data:
   the batch size, and `merge_topk` of the top k of two shards is the top k of their union, exactly. That is
   how a `torch.distributed` scan ends: each rank scans its shard, giving the *global* dataset index of each
   of its examples (`indices`, e.g. `list(DistributedSampler(...))`), and `gather_topk` merges every rank's.
+  `top_examples(..., distributed=True)` does all of it on a dataset tensor every rank holds: each rank scans
+  the batches `shards.rank_batches` deals it, and every rank gets the one-process result.
 
 `receptive_box` gives the input rectangle a unit sees (its receptive field, clipped to the image), and
 `input_patch` cuts it out.
@@ -34,6 +36,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from convscope.analysis.shards import rank_batches
 from convscope.errors import InputShapeError, UserError
 from convscope.hooks import conv_layers, frozen, get_layer, model_device, model_dtype, record, trace_modules
 
@@ -150,7 +153,7 @@ def _batches(batches: Tensor | Iterable[Any], batch_size: int) -> Iterable[Tenso
 
 def top_examples(model: nn.Module, batches: Tensor | Iterable[Any], layers: list[str] | None = None, k: int = 9,
                  progress: Callable[[int], None] | None = None, *, indices: Sequence[int] | Tensor | None = None,
-                 batch_size: int = 256) -> dict[str, TopK]:
+                 batch_size: int = 256, distributed: bool = False, allow_empty: bool = False) -> dict[str, TopK]:
     """The k examples on which each channel of each layer fires most, in one pass over `batches`.
 
     Args:
@@ -162,6 +165,8 @@ def top_examples(model: nn.Module, batches: Tensor | Iterable[Any], layers: list
         progress: called with the number of examples scanned after each batch.
         indices: the dataset index of each example in scan order (default 0, 1, 2, ...): on a
             `torch.distributed` rank, its sampler's indices, so `gather_topk` merges global indices.
+        distributed: `batches` is the whole `(N, C, H, W)` dataset on every rank of the process group; each
+            scans its share of the batches and all get the merged result (one process: the plain scan).
 
     Returns:
         `{layer: TopK}` on the CPU, best first.
@@ -174,6 +179,16 @@ def top_examples(model: nn.Module, batches: Tensor | Iterable[Any], layers: list
         raise UserError("The model has no conv layers: name the layers to scan with layers=[...].")
     for name in layers:
         get_layer(model, name)  # an unknown name fails here, with suggestions
+    if distributed:
+        if not isinstance(batches, Tensor) or indices is not None:
+            raise UserError("top_examples(distributed=True) shares out one (N, C, H, W) tensor that every rank holds "
+                            "whole: pass that tensor, without indices.")
+        mine = rank_batches(len(batches), batch_size)
+        # A rank left without a batch scans none: an empty batch still gives each layer's channel count.
+        parts = [batches[i] for i in mine] or [batches[:0]]
+        tops = top_examples(model, parts, layers, k, progress, indices=torch.cat(mine) if mine else [],
+                            batch_size=batch_size, allow_empty=True)
+        return {name: gather_topk(t) for name, t in tops.items()}
     given = torch.as_tensor(indices, dtype=torch.long).flatten() if indices is not None else None
     device, dtype = model_device(model), model_dtype(model)
     scan, seen = TopKScan(k), 0
@@ -189,7 +204,7 @@ def top_examples(model: nn.Module, batches: Tensor | Iterable[Any], layers: list
             seen += n
             if progress is not None:
                 progress(seen)
-    if seen == 0:
+    if seen == 0 and not allow_empty:
         raise UserError("top_examples got no examples: pass a non-empty dataset.")
     if given is not None and seen != len(given):
         raise UserError(f"indices gives {len(given)} dataset indices for {seen} examples: give one index per example.")
