@@ -15,6 +15,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -128,6 +129,92 @@ def trace_modules(model: nn.Module, pre: Callable[[nn.Module, tuple], None],
     finally:
         for h in handles:
             h.remove()
+
+
+@dataclass
+class LeafCall:
+    """One call of a leaf module in a traced forward pass: what came in and went out (kept alive, so `is`
+    compares them) and their versions (so an in-place change between two calls is seen)."""
+
+    name: str
+    module: nn.Module
+    inputs: tuple
+    in_version: int
+    output: Any = None
+    out_version: int = -1
+    note: Any = None  # what an `on_leaf` callback keeps (the deconvnet: a max pool's switches)
+
+
+class LeafTrace:
+    """Follows one forward pass (`trace_modules(model, trace.pre, trace.post)`): the leaf module calls in order,
+    each module's span of leaf calls, the output of `target` (cloned as it came out) and the model's output.
+
+    The instruments that walk a model down layer by layer (the deconvnet projection, receptive fields) use it to
+    check the model is a chain of layers there (`chain_break`) and to find where a layer's output was made
+    (`top_of`). `on_leaf(call)` runs before each leaf does (the deconvnet records max-pool switches there).
+    """
+
+    def __init__(self, model: nn.Module, target: str | None = None,
+                 on_leaf: Callable[[LeafCall], None] | None = None) -> None:
+        self.names = {id(m): n for n, m in model.named_modules()}
+        self.leaves = {id(m) for m in model.modules() if next(m.children(), None) is None}
+        self.target, self.on_leaf = target, on_leaf
+        self.calls: list[LeafCall] = []
+        self.spans: dict[str, list[tuple[int, int]]] = {}  # module name -> (first, end) leaf call of each call
+        self.value: torch.Tensor | None = None  # the target module's output, cloned as it came out
+        self.raw: tuple[Any, int] = (None, -1)  # the target's output itself and its version, to compare
+        self.output: Any = None  # the model's output
+        self._open: list[int] = []  # leaf counts at each module call in progress
+
+    def pre(self, module: nn.Module, inputs: tuple) -> None:
+        self._open.append(len(self.calls))
+        if id(module) in self.leaves:
+            x = inputs[0] if len(inputs) == 1 and isinstance(inputs[0], torch.Tensor) else None
+            call = LeafCall(self.names[id(module)], module, inputs, x._version if x is not None else -1)
+            if self.on_leaf is not None:
+                self.on_leaf(call)
+            self.calls.append(call)
+
+    def post(self, name: str, module: nn.Module, inputs: tuple, output: Any) -> None:
+        start = self._open.pop()
+        if id(module) in self.leaves:
+            call = self.calls[start]
+            call.output, call.out_version = output, getattr(output, "_version", -1)
+        self.spans.setdefault(name, []).append((start, len(self.calls)))
+        if name == self.target and isinstance(output, torch.Tensor):
+            self.value = output.detach().clone()  # before any later in-place op rewrites it
+            self.raw = (output, output._version)
+        if name == "":
+            self.output = output
+
+    def chain_break(self, x: torch.Tensor, top: int) -> tuple[LeafCall, str] | None:
+        """The first leaf call among 0..top (walking down) that does not take exactly the unmodified output of
+        the call before it (or `x`, for the first), and what it should have taken; None for a chain."""
+        for i in range(top, -1, -1):
+            call = self.calls[i]
+            before, version = (x, x._version) if i == 0 else (self.calls[i - 1].output, self.calls[i - 1].out_version)
+            if len(call.inputs) != 1 or call.inputs[0] is not before or call.in_version != version:
+                came = "the model's input" if i == 0 else f"the output of {self.calls[i - 1].name!r}, the module " \
+                                                          "that ran before it"
+                return call, came
+        return None
+
+    def top_of(self, layer: str, instrument: str) -> int:
+        """Index of the leaf call whose output is `layer`'s output (where a walk down starts); `instrument` names
+        the caller in the error raised when the layer did not run, ran more than once, or computes its output
+        outside its child modules."""
+        spans = self.spans.get(layer, [])
+        if not spans:
+            raise UserError(f"Layer {layer!r} did not run in the forward pass: choose a layer the model calls.")
+        if len(spans) > 1:
+            raise LayerReuseError(f"Layer {layer!r} runs more than once per forward pass, so it has no one output "
+                                  f"for {instrument}: choose a layer that runs once.")
+        start, end = spans[0]
+        last = self.calls[end - 1] if end > start else None
+        if last is None or self.raw[0] is not last.output or self.raw[1] != last.out_version:
+            raise UserError(f"Layer {layer!r} computes its output outside its child modules, so {instrument} cannot "
+                            "walk down from it: choose one of its child layers.")
+        return end - 1
 
 
 def activations(model: nn.Module, x: torch.Tensor, names: list[str]) -> dict[str, torch.Tensor]:
@@ -316,5 +403,5 @@ def relu_rule(model: nn.Module, rule: str) -> Iterator[_ReLURuleMode]:
         yield mode
 
 
-__all__ = ["RELU_RULES", "activations", "conv_layers", "conv_weight", "eval_mode", "frozen", "get_layer",
-           "model_device", "model_dtype", "record", "relu_rule", "taps", "trace_modules"]
+__all__ = ["RELU_RULES", "LeafCall", "LeafTrace", "activations", "conv_layers", "conv_weight", "eval_mode",
+           "frozen", "get_layer", "model_device", "model_dtype", "record", "relu_rule", "taps", "trace_modules"]

@@ -38,7 +38,7 @@ from torch import Tensor, nn
 
 from convscope.analysis.shards import rank_batches
 from convscope.errors import InputShapeError, UserError
-from convscope.hooks import conv_layers, frozen, get_layer, model_device, model_dtype, record, trace_modules
+from convscope.hooks import LeafTrace, conv_layers, frozen, get_layer, model_device, model_dtype, record, trace_modules
 
 Box = tuple[int, int, int, int]  # (y0, y1, x0, x1), rows y0..y1-1 and columns x0..x1-1
 
@@ -251,39 +251,23 @@ def receptive_box(model: nn.Module, layer: str, y: int, x: int, input_hw: tuple[
     if channels is None:
         raise UserError("receptive_box cannot tell the model's input channels: give the model an input_shape.")
     h, w = input_hw
-    calls: list[list[Any]] = []  # leaf calls: name, module, input, its version, output, its version
-    names = {id(m): n for n, m in model.named_modules()}
-    leaves = {id(m) for m in model.modules() if next(m.children(), None) is None}
-    spans: dict[str, list[int]] = {}
-
-    def pre(module: nn.Module, inputs: tuple) -> None:
-        if id(module) in leaves:
-            x_in = inputs[0] if len(inputs) == 1 else None
-            calls.append([names[id(module)], module, x_in, getattr(x_in, "_version", -1), None, -1])
-
-    def post(name: str, module: nn.Module, inputs: tuple, output: Any) -> None:
-        if id(module) in leaves:
-            calls[-1][4:] = [output, getattr(output, "_version", -1)]  # before any later in-place op
-        spans.setdefault(name, []).append(len(calls) - 1)
-
+    trace = LeafTrace(model, layer)
     image = torch.zeros(1, channels, h, w, device=model_device(model), dtype=model_dtype(model))
-    with frozen(model), torch.no_grad(), trace_modules(model, pre, post):
+    with frozen(model), torch.no_grad(), trace_modules(model, trace.pre, trace.post):
         model(image)
-    if len(spans.get(layer, [])) != 1:
-        raise UserError(f"Layer {layer!r} must run exactly once per forward pass to have one receptive field.")
-    top = spans[layer][0]
-    out = calls[top][4]
+    top = trace.top_of(layer, "receptive_box")
+    out = trace.calls[top].output
     if out.dim() != 4:
         return 0, h, 0, w
     if not (0 <= y < out.shape[2] and 0 <= x < out.shape[3]):
         raise UserError(f"Position ({y}, {x}) is outside layer {layer!r}'s {out.shape[2]}×{out.shape[3]} maps.")
+    broken = trace.chain_break(image, top)
+    if broken is not None:
+        raise UserError(f"Module {broken[0].name!r} does not take {broken[1]}, so receptive_box cannot follow the "
+                        f"model below {layer!r}: it walks chains of layers.")
     box = [[y, y], [x, x]]  # inclusive, in the current layer's output
-    for i in range(top, -1, -1):
-        name, module, x_in, version, y_out, _ = calls[i]
-        below = (image, image._version) if i == 0 else calls[i - 1][4:]
-        if x_in is not below[0] or version != below[1]:
-            raise UserError(f"Module {name!r} does not take the output of the module that ran before it, so "
-                            f"receptive_box cannot follow the model below {layer!r}: it walks chains of layers.")
+    for call in reversed(trace.calls[: top + 1]):
+        name, module, x_in, y_out = call.name, call.module, call.inputs[0], call.output
         if isinstance(module, nn.modules.conv._ConvTransposeNd):
             raise UserError(f"Module {name!r} upsamples (a transposed conv): receptive_box follows convs and pools "
                             "only; ask for a layer below it.")
