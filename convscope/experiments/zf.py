@@ -17,6 +17,10 @@ For each network studied (LeNet-5 on MNIST; ConvPool-CNN-C at a quarter width on
 The instruments: `explain.deconvnet` (the explicit projection with switches), `analysis.topk` (the streaming
 top-k scan and receptive boxes), `explain.Occlusion` (exact incremental occlusion, checked here against full
 re-inference). The Result holds arrays only; `report/pages/zf.py` draws the figures.
+
+On the user's CIFAR files: `--set train.data=cifar10 --set train.model=allconv-c --set root=DIR --set second=`
+(the colour images keep their channels; "ink", the bright pixels, is then no object mask, so read the pointing
+by the projection's region there).
 """
 
 from __future__ import annotations
@@ -79,6 +83,7 @@ class ZFConfig:
     # background a grey square is itself a shape: on Fashion-MNIST the largest drop then falls off the garment.
     background_fill: float | None = 0.0
     pointing_images: int = 500
+    root: str | None = None  # a directory holding the user's data files (CIFAR-10/100 batches: data=cifar10)
     ink_threshold: float = 0.5
     projection_top: float = 0.1  # the alternative evidence region: the top 10 % of |projection|
     seed: int = 0
@@ -111,10 +116,12 @@ class Study:
     evolution_origin: str
 
 
-def _train_here(tcfg: TrainConfig, out: Path, progress: bool) -> tuple[nn.Module, Data, Data, dict, dict]:
-    """Train `tcfg` keeping every epoch into `out`; the model, data and each epoch's weights."""
+def _train_here(tcfg: TrainConfig, out: Path, progress: bool, root: str | None = None
+                ) -> tuple[nn.Module, Data, Data, dict, dict]:
+    """Train `tcfg` keeping every epoch into `out`; the model, data (from `root`, if given) and each epoch's
+    weights."""
     tcfg = replace(tcfg, keep_epochs=True)
-    train, test, info = load_data(tcfg, progress=progress)
+    train, test, info = load_data(tcfg, root=root, progress=progress)
     model = build_model(tcfg, train[0].shape[1], len(info["classes"]), resolve_device(tcfg.device))
     fit(model, train, test, tcfg, out_dir=out, progress=progress)
     weights = {e: load_epoch_weights(p) for e, p in epoch_weights(out).items()}
@@ -129,16 +136,17 @@ def _study(cfg: ZFConfig, tcfg: TrainConfig, index: int, out_dir: Path, progress
         if not (Path(cfg.run) / "checkpoint").is_dir():
             raise UserError(f"{cfg.run} holds no checkpoint: give a run directory written by convscope train or lab.")
         model, rcfg = load_run_model(cfg.run, device=str(resolve_device(tcfg.device)))
-        train, test, info = load_data(replace(rcfg, train_subset=None, test_subset=None), progress=progress)
+        train, test, info = load_data(replace(rcfg, train_subset=None, test_subset=None), root=cfg.root,
+                                      progress=progress)
         kept = epoch_weights(cfg.run)
         if len(kept) >= 2:
             weights, evo = {e: load_epoch_weights(p) for e, p in kept.items()}, f"the epochs run {cfg.run} kept"
         else:  # the run kept its last epoch only: follow a model trained here instead
-            *_, weights = _train_here(tcfg, run_dir, progress)
+            *_, weights = _train_here(tcfg, run_dir, progress, cfg.root)
             evo = f"{tcfg.model} trained here on {tcfg.data} for {tcfg.epochs} epochs (run {cfg.run} kept one)"
         return Study(f"{rcfg.model} on {rcfg.data}", model.eval(), train, test, info, f"the checkpoint of run "
                      f"{cfg.run}", weights, layer, evo)
-    model, train, test, info, weights = _train_here(tcfg, run_dir, progress)
+    model, train, test, info, weights = _train_here(tcfg, run_dir, progress, cfg.root)
     origin = f"{tcfg.model} trained here on {tcfg.data} ({tcfg.epochs} epochs, {len(train[0])} images)"
     return Study(tag, model, train, test, info, origin, weights, layer, origin)
 
