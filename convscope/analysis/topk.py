@@ -36,7 +36,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from convscope.analysis.shards import rank_batches
+from convscope.shards import rank_batches
 from convscope.errors import InputShapeError, UserError
 from convscope.hooks import conv_layers, frozen, get_layer, model_device, model_dtype, record, trace_modules
 

@@ -3,7 +3,7 @@
 `topk` finds the k images on which each channel of each conv layer fires most (Zeiler & Fergus Fig. 2;
 analysis/topk.py); `invariance` scores each conv layer's invariance to flips, rotations and shifts
 (Goodfellow et al. 2009; analysis/invariance.py). Each process scans its share of the batches and the
-results merge exactly (analysis/shards.py), so any number of processes writes the same files.
+results merge exactly (convscope/shards.py), so any number of processes writes the same files.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from convscope.analysis import shards
+from convscope import shards
 from convscope.analysis.invariance import invariance_scores
 from convscope.analysis.topk import top_examples
 from convscope.errors import UserError
