@@ -65,7 +65,8 @@ def gather_examples(t: Tensor, index: Tensor, n: int) -> Tensor:
     like = next((values for _, values in parts if len(values)), parts[0][1])  # a rank with no rows: any shape
     out = torch.empty((n, *like.shape[1:]), dtype=like.dtype)
     for rows, values in parts:
-        out[rows] = values
+        if len(rows):
+            out[rows] = values
     return out.to(t.device)
 
 
