@@ -354,6 +354,13 @@ class _ReLURuleMode(TorchFunctionMode):
     def __torch_function__(self, func: Callable, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
         kwargs = kwargs or {}
         if func in _RELU or func in _RELU_INPLACE:
+            if self.rule == "guided":
+                # The guided rule is max(g, 0) passed through ReLU's own backward (which keeps x > 0): a hook on
+                # the output does it with the native kernels, cheaper than a Python autograd Function.
+                out = func(*args, **kwargs)
+                if out.requires_grad:
+                    out.register_hook(self._guided_hook)
+                return out
             inplace = func in _RELU_INPLACE or bool(kwargs.get("inplace", args[1] if len(args) > 1 else False))
             return _RuleReLU.apply(args[0], self, inplace)
         if func in _UNDEFINED:
@@ -363,6 +370,10 @@ class _ReLURuleMode(TorchFunctionMode):
                             f"{self.rule} rule is defined only on ReLUs: use a gradient method (saliency, "
                             "integrated gradients) on this model instead.")
         return func(*args, **kwargs)
+
+    def _guided_hook(self, grad: torch.Tensor) -> torch.Tensor:
+        # The rule is read at backward time ("ordinary" between two passes of guided Grad-CAM).
+        return grad.clamp(min=0) if self.rule == "guided" else grad
 
     def caller(self) -> str:
         """The innermost module of the model whose `forward` is on the call stack (read only for an error
@@ -387,8 +398,8 @@ def relu_rule(model: nn.Module, rule: str) -> Iterator[_ReLURuleMode]:
     not defined for them, and an ordinary gradient there would be a silently different method. Clamps written
     by hand (`x.clamp(min=0)`) are not recognised as ReLUs.
 
-    The block yields an object whose `rule` is read when the graph is differentiated: set it to another rule
-    or to "ordinary" between two backward passes of one forward pass (guided Grad-CAM needs both).
+    The block yields an object whose `rule` is read when the graph is differentiated: set it to "ordinary"
+    between two backward passes of one forward pass to get the plain gradient (guided Grad-CAM needs both).
     """
     if rule not in RELU_RULES:
         raise UserError(f"Unknown ReLU rule {rule!r}: use {' or '.join(RELU_RULES)}.")
