@@ -51,6 +51,8 @@ class Objective:
     def sum(objectives: Sequence[Objective]) -> Objective:
         """The sum of `objectives`, evaluated in one loop (a chain of `+` nests one call per term)."""
         objectives = list(objectives)
+        if not objectives:
+            raise ValueError("Objective.sum needs at least one objective")
         return Objective(lambda a, x: torch.stack([o(a, x) for o in objectives]).sum(0),
                          [n for o in objectives for n in o.layers], " + ".join(o.name for o in objectives))
 
@@ -149,9 +151,9 @@ def class_logit(n: int | Sequence[int], batch: int | None = None) -> Objective:
 def direction(layer: str, vector: Tensor, cossim_pow: float = 0.0, batch: int | None = None) -> Objective:
     """The activation of `layer` along `vector` (its length = the layer's channels), averaged over positions.
 
-    Each position's channel vector a gives ⟨a, v⟩/‖v‖, times cos(a, v)^`cossim_pow` when that is positive (Lucid's
-    `direction` and `_dot_cossim`, which favour activations that point along v over large ones). `vector` is `(C,)`,
-    or `(B, C)` for one direction per image.
+    Each position's channel vector a gives ⟨a, v⟩/‖v‖, times max(cos(a, v), 0.1)^`cossim_pow` (Lucid's `direction`
+    and `_dot_cossim`, which favour activations that point along v over merely large ones). `vector` is `(C,)`, or
+    `(B, C)` for one direction per image.
     """
 
     def fn(acts: Mapping[str, Tensor], _image: Tensor) -> Tensor:

@@ -54,6 +54,8 @@ def test_the_sum_of_many_objectives_does_not_recurse():
     n = len(terms) // 6
     assert total(acts(), IMAGE).tolist() == [n * (0 + 1 + 2), n * (3 + 4 + 5)]
     assert total.layers == ("b",)
+    with pytest.raises(ValueError, match="at least one"):
+        Objective.sum([])
 
 
 def test_one_channel_per_image_and_units():
