@@ -13,7 +13,7 @@ from convscope.models import create_model
 from convscope.optvis import param
 from convscope.optvis.objectives import Objective, alpha_norm, channel, class_logit, diversity, neuron, total_variation
 from convscope.optvis.render import objective_values, render, render_channels
-from convscope.optvis.transforms import compose, standard
+from convscope.optvis.transforms import compose, normalize, standard
 from tests.untouched import assert_untouched, snapshot
 from tests.usermodels import USER_CONV, USER_INPUT, user_model
 
@@ -152,9 +152,28 @@ def test_a_users_rgb_model_with_its_normalisation():
     model = user_model()
     before = snapshot(model)
     vis = render_channels(model, USER_CONV, [0, 5], input_shape=USER_INPUT, steps=10,
-                          transforms=compose(standard(32, 32), lambda x, _g: (x - 0.45) / 0.25))
+                          transforms=compose(standard(32, 32), normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])))
     assert vis.images.shape == (2, *USER_INPUT) and (vis.values > vis.start_values).all()
     assert_untouched(model, before)
+
+
+def test_normalising_the_input_equals_folding_the_normalisation_into_the_first_conv():
+    """conv((x − m)/s) is a conv of x with weights W/s and bias b − Σ W·m/s (no padding): the same images."""
+    mean, std = torch.tensor([0.4, 0.5, 0.6]), torch.tensor([0.2, 0.25, 0.5])
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(2)
+        raw = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Conv2d(4, 2, 3)).double()
+    folded = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Conv2d(4, 2, 3)).double()
+    folded.load_state_dict(raw.state_dict())
+    with torch.no_grad():
+        w = raw[0].weight / std.double().view(1, 3, 1, 1)
+        folded[0].weight.copy_(w)
+        folded[0].bias.sub_((w * mean.double().view(1, 3, 1, 1)).sum((1, 2, 3)))
+    runs = [render_channels(m, "2", [0, 1], input_shape=(3, 12, 12), steps=10, transforms=t)
+            for m, t in ((raw, compose(standard(12, 12), normalize(mean.tolist(), std.tolist()))),
+                         (folded, standard(12, 12)))]
+    torch.testing.assert_close(runs[0].images, runs[1].images, atol=1e-9, rtol=0)
+    assert float((runs[0].images - runs[0].start_images).abs().max()) > 0.05  # the images did move
 
 
 def test_user_errors_name_the_valid_choices():
