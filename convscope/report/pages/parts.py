@@ -445,7 +445,7 @@ class PartsPage(ExperimentPage):
             how.append("Lucid's random pad, jitter, scale and rotation scaled to 28×28")
         elif isinstance(m.get("featurevis_jitter"), (int, float)):  # a result saved before optvis
             how.append(f"jitter {m['featurevis_jitter']:g} px")
-        if isinstance(m.get("featurevis_l2"), (int, float)):
+        if isinstance(m.get("featurevis_l2"), (int, float)) and m["featurevis_l2"] > 0:
             how.append(f"L2 pull to grey {m['featurevis_l2']:g}")
         detail = " (" + ", ".join(how) + ")" if how else ""
         return Figure("The input each conv filter of the trained LeNet-5 (max pooling) responds to most: gradient "
