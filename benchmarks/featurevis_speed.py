@@ -1,14 +1,15 @@
 """Feature visualisation of a whole layer: all channels in one batched optimisation against one channel at a time.
 
 Workloads (seeded random weights, eval, float32, the model's own input size): LeNet-5 `features.conv2` (16
-channels, 1×28×28) and AlexNet (10 classes, 64-unit classifier) `features.conv2` (192 channels) at 3×64×64. Both
-sides call `optvis.render_channels` with the same settings: the channel-mean objective, a Fourier-space image
-(decorrelated colours for RGB), Lucid's transformations scaled to the input size, Adam at lr 0.05, the same
-number of steps and the same seed, so image c starts from the same seed and sees the same transformations on
-both sides. The only differences: the batched side optimises one batch of C images (one forward and backward
-pass per step, one Adam); the loop side runs C optimisations of one image each, one after the other (C passes per
-step, C Adams). Quality is the objective each image reached (its channel's mean activation) and the largest
-difference between the two sides' images, which should be rounding only. An untimed two-step run warms up first.
+channels, 1×28×28) and AlexNet (10 classes, 64-unit classifier) `features.conv2` (its first 32 of 192 channels)
+at 3×64×64. Both sides call `optvis.render_channels` with the same settings: the channel-mean objective, a
+Fourier-space image (decorrelated colours for RGB), Lucid's transformations scaled to the input size, Adam at lr
+0.05, ReLU gradients redirected for the first 16 steps (Lucid's), the same number of steps and the same seed, so
+image c starts from the same seed and sees the same transformations on both sides. The only differences: the
+batched side optimises one batch of C images (one forward and backward pass per step, one Adam); the loop side
+runs C optimisations of one image each, one after the other (C passes per step, C Adams). Quality is the
+objective each image reached (its channel's mean activation) and the largest difference between the two sides'
+images, which should be rounding only. An untimed two-step run warms up first.
 Goal (issue 12): the batched side at least 5× faster on LeNet-5's conv2.
 
 Each side runs `--repeats` times, interleaved, and its fastest run counts: on a CPU shared with other work a
@@ -120,7 +121,8 @@ def main(argv: list[str] | None = None) -> int:
         "benchmark": "featurevis_speed", "device": "cpu", "threads": torch.get_num_threads(),
         "torch": torch.__version__, "quick": args.quick, "weights": "seeded random (torch.manual_seed(0))",
         "same_on_both_sides": "render_channels: channel-mean objective, Fourier image (decorrelated colours for "
-                              "RGB), Lucid's transforms scaled to the input, Adam lr 0.05, same steps and seed",
+                              "RGB), Lucid's transforms scaled to the input, Adam lr 0.05, ReLU gradients "
+                              "redirected for the first 16 steps, same steps and seed",
         "differences": "batched: one batch of C images, one forward/backward and one Adam per step; one at a time: "
                        "C optimisations of one image each, run one after the other",
         "measure": f"fastest of {args.repeats} interleaved wall-clock runs per side; speedup = one-at-a-time time / "

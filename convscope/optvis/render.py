@@ -7,9 +7,13 @@ gradient of one unit with respect to the pixels; Olah, Mordvintsev and Schubert 
 
     θ* = argmax_θ Σ_b J_b(model(T(x(θ))), x(θ)),   T a random transformation drawn afresh each step,
 
-by Adam (lr 0.05, Lucid's). `render` runs one optimisation of a batch; `render_channels` renders one image per
-channel of a layer, all channels in one batch (image b serves channel c_b), which is much faster than a loop over
-channels (benchmarks/featurevis_speed.py) and gives the same images: the images are independent optimisations
+by Adam (lr 0.05, Lucid's). For the first 16 steps, as Lucid, a ReLU that would stop an image's gradient
+entirely passes the part that pushes its negative inputs up (`hooks.relu_rule(model, "redirect")`), so a unit
+that is off at the start can still be reached.
+
+`render` runs one optimisation of a batch; `render_channels` renders one image per channel of a layer, all
+channels in one batch (image b serves channel c_b), which is much faster than a loop over channels
+(benchmarks/featurevis_speed.py) and gives the same images: the images are independent optimisations
 (Adam is elementwise; the objective is a sum of per-image terms) that start from their own seeds and see the same
 transformations.
 
@@ -22,6 +26,7 @@ is untouched. The device and dtype are the model's.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,7 +34,7 @@ import torch
 from torch import nn
 
 from convscope.errors import UserError
-from convscope.hooks import activations, eval_mode, frozen, model_device, model_dtype, record
+from convscope.hooks import REDIRECT, activations, eval_mode, frozen, model_device, model_dtype, record, relu_rule
 from convscope.optvis.objectives import Objective, channel
 from convscope.optvis.param import Param, image
 from convscope.optvis.transforms import Transform, standard
@@ -78,7 +83,7 @@ def objective_values(model: nn.Module, objective: Objective, images: Tensor) -> 
 
 
 def render(model: nn.Module, objective: Objective, param: Param, transforms: Transform | None = None,
-           steps: int = 128, lr: float = 0.05, seed: int = 0) -> Rendering:
+           steps: int = 128, lr: float = 0.05, seed: int = 0, redirect_steps: int = 16) -> Rendering:
     """Maximise `objective` over the image of `param` by Adam, the model's weights fixed.
 
     Args:
@@ -89,12 +94,14 @@ def render(model: nn.Module, objective: Objective, param: Param, transforms: Tra
         steps: Adam steps (Lucid: 512, or 128 for a quick look).
         lr: Adam's learning rate on the parameters.
         seed: seed of the transformations' random draws.
+        redirect_steps: for this many first steps, ReLUs redirect the gradient of images they cut off (Lucid: 16).
 
     Returns:
         The `Rendering`.
 
     Raises:
-        UserError: `steps` or `lr` is not positive, or the objective reads a layer the model does not have.
+        UserError: `steps` or `lr` is not positive, `redirect_steps` is negative, or the objective reads a layer
+            the model does not have.
 
     Example:
         >>> vis = render(model, channel("features.conv1", 0), image((1, 1, 28, 28)), standard(28, 28))
@@ -103,6 +110,9 @@ def render(model: nn.Module, objective: Objective, param: Param, transforms: Tra
     """
     _check_positive("steps", steps, True, "128 (Lucid's quick setting) or 512")
     _check_positive("lr", lr, False, "0.05 (Lucid's)")
+    if isinstance(redirect_steps, bool) or not isinstance(redirect_steps, int) or redirect_steps < 0:
+        raise UserError(f"redirect_steps must be a whole number ≥ 0, got {redirect_steps!r}: use 16 (Lucid's) or 0 "
+                        "for ordinary ReLU gradients throughout.")
     params, image_fn = param
     transform = transforms or (lambda x, _gen: x)
     gen = torch.Generator().manual_seed(seed)
@@ -117,10 +127,11 @@ def render(model: nn.Module, objective: Objective, param: Param, transforms: Tra
         with torch.no_grad():
             start_images = image_fn().detach().clone()
             start_values = value(start_images)
-        for _ in range(steps):
+        for step in range(steps):
             optimizer.zero_grad(set_to_none=True)
             x = image_fn()
-            model(transform(x, gen))
+            with relu_rule(model, REDIRECT) if step < redirect_steps else nullcontext():
+                model(transform(x, gen))
             v = objective(acts, x)  # (B,)
             (-v.sum()).backward()  # ascent
             optimizer.step()
@@ -141,7 +152,7 @@ def layer_channels(model: nn.Module, layer: str, input_shape: Sequence[int]) -> 
 def render_channels(model: nn.Module, layer: str, channels: Sequence[int] | None = None,
                     unit: Callable[..., Objective] = channel, input_shape: Sequence[int] | None = None,
                     fft_space: bool = True, transforms: Transform | None = None, regulariser: Objective | None = None,
-                    steps: int = 128, lr: float = 0.05, seed: int = 0) -> Rendering:
+                    steps: int = 128, lr: float = 0.05, seed: int = 0, redirect_steps: int = 16) -> Rendering:
     """One image per channel of `layer`, all rendered together in one batch: image b maximises `channels[b]`.
 
     Args:
@@ -154,7 +165,7 @@ def render_channels(model: nn.Module, layer: str, channels: Sequence[int] | None
         transforms: default `transforms.standard(H, W)`, `transforms.compose()` for none; end with
             `transforms.normalize(mean, std)` for a model that takes normalised images.
         regulariser: subtracted from each image's objective, e.g. `1e-3 * total_variation()`.
-        steps, lr: as in `render`.
+        steps, lr, redirect_steps: as in `render`.
         seed: the image of channel c starts from seed `seed + c`; the transformations draw from `seed`. A channel
             rendered alone or with others gets the same image (to rounding).
 
@@ -162,7 +173,8 @@ def render_channels(model: nn.Module, layer: str, channels: Sequence[int] | None
         The `Rendering`, images `(len(channels), C, H, W)` in (0, 1).
 
     Raises:
-        UserError: an unknown layer, a channel out of range, no input shape, or a non-positive `steps` or `lr`.
+        UserError: an unknown layer, a channel out of range, no input shape, a non-positive `steps` or `lr`, or a
+            negative `redirect_steps`.
 
     Example:
         >>> vis = render_channels(model, "features.conv2", steps=128)
@@ -186,7 +198,7 @@ def render_channels(model: nn.Module, layer: str, channels: Sequence[int] | None
         objective = objective - regulariser
     param = image((len(channels), *shape), fft_space=fft_space, seed=[seed + c for c in channels],
                   device=model_device(model), dtype=model_dtype(model))
-    return render(model, objective, param, transforms or standard(*shape[1:]), steps, lr, seed)
+    return render(model, objective, param, transforms or standard(*shape[1:]), steps, lr, seed, redirect_steps)
 
 
 __all__ = ["Rendering", "objective_values", "layer_channels", "render", "render_channels"]

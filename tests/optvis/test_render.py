@@ -79,6 +79,22 @@ def test_each_channel_rises_and_the_images_follow_the_model():
     assert double.images.dtype == torch.float64
 
 
+def test_a_unit_off_at_the_start_is_reached_through_the_redirected_relu():
+    """A rectified unit with a large negative bias gives no gradient at all: without redirection the image never
+    moves; with it (Lucid's first 16 steps) the unit turns on and the ordinary gradient takes over."""
+    conv = nn.Conv2d(1, 1, 3)
+    with torch.no_grad():
+        conv.weight.fill_(1.0)
+        conv.bias.fill_(-6.0)  # on only where the 3×3 patch sums to more than 6 (pixels in (0, 1))
+    model = nn.Sequential(conv, nn.ReLU())
+    before = snapshot(model)
+    runs = {n: render(model, channel("1", 0), param.image((1, 1, 8, 8), fft_space=False), steps=40, redirect_steps=n)
+            for n in (0, 16)}
+    assert runs[0].final == runs[0].start == 0 and torch.equal(runs[0].images, runs[0].start_images)
+    assert runs[16].final > 1.0
+    assert_untouched(model, before)
+
+
 def test_two_runs_are_identical_and_the_seed_matters():
     model = lenet()
     a, b = (render_channels(model, "features.conv2", [1, 2], steps=8, seed=3) for _ in range(2))
@@ -191,6 +207,8 @@ def test_user_errors_name_the_valid_choices():
     for steps in (0, -3, 2.5, True):
         with pytest.raises(UserError, match=r"steps must be a positive whole number, got .*: use e\.g\. 128"):
             render_channels(model, "features.conv1", steps=steps)
+    with pytest.raises(UserError, match="redirect_steps must be a whole number ≥ 0"):
+        render(model, channel("features.conv1", 0), param.image((1, 1, 28, 28)), steps=2, redirect_steps=-1)
     with pytest.raises(UserError, match="lr must be a positive number"):
         render(model, channel("features.conv1", 0), param.image((1, 1, 28, 28)), steps=2, lr=0)
     with pytest.raises(UserError, match=r"Unknown layer 'conv1': choose one of .*features\.conv1, features\.conv2"):
