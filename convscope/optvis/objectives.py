@@ -26,6 +26,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 import torch
 import torch.nn.functional as F
 
+from convscope.errors import UserError
+
 Tensor = torch.Tensor
 ObjectiveFn = Callable[[Mapping[str, Tensor], Tensor], Tensor]  # (layer outputs, image (B, C, H, W)) -> (B,)
 OUTPUT = ""  # the layer name of the model's own output: `get_layer(model, "")` is the model itself
@@ -106,8 +108,14 @@ def _only(values: Tensor, batch: int | None) -> Tensor:
     return values * keep
 
 
-def _per_image_channels(a: Tensor, n: int | Sequence[int]) -> Tensor:
+def _per_image_channels(a: Tensor, n: int | Sequence[int], layer: str) -> Tensor:
     """Channel n of every image, or channel n[b] of image b when `n` has one entry per image: `(B, ...)`."""
+    width = a.shape[1]
+    bad = [c for c in ([n] if isinstance(n, int) else n) if not -width <= c < width]
+    if bad:
+        what = f"layer {layer!r}" if layer else "the model's output"
+        raise UserError(f"Channel {bad[0]} is out of range for {what}, which has {width} channels: choose among "
+                        f"0..{width - 1}.")
     if isinstance(n, int):
         return a[:, n]
     if len(n) != len(a):
@@ -122,7 +130,7 @@ def channel(layer: str, n: int | Sequence[int], batch: int | None = None) -> Obj
     """
 
     def fn(acts: Mapping[str, Tensor], _image: Tensor) -> Tensor:
-        a = _per_image_channels(acts[layer], n)  # (B, H, W) or (B,)
+        a = _per_image_channels(acts[layer], n, layer)  # (B, H, W) or (B,)
         return _only(a.flatten(1).mean(1) if a.ndim > 1 else a, batch)
 
     return Objective(fn, [layer], f"channel({layer}, {n})")
@@ -134,7 +142,7 @@ def neuron(layer: str, n: int | Sequence[int], x: int | None = None, y: int | No
     which only its receptive field of the image can change (Erhan et al. 2009). A list `n` works as in `channel`."""
 
     def fn(acts: Mapping[str, Tensor], _image: Tensor) -> Tensor:
-        a = _per_image_channels(acts[layer], n)  # (B, H, W)
+        a = _per_image_channels(acts[layer], n, layer)  # (B, H, W)
         h, w = a.shape[-2:]
         return _only(a[:, h // 2 if y is None else y, w // 2 if x is None else x], batch)
 

@@ -207,6 +207,11 @@ def test_user_errors_name_the_valid_choices():
     for steps in (0, -3, 2.5, True):
         with pytest.raises(UserError, match=r"steps must be a positive whole number, got .*: use e\.g\. 128"):
             render_channels(model, "features.conv1", steps=steps)
+    with pytest.raises(UserError, match=r"Channel 9 is out of range for layer 'features\.conv1', which has 6 channels: "
+                                        r"choose among 0\.\.5\."):
+        render(model, channel("features.conv1", 9), param.image((1, 1, 28, 28)), steps=2)
+    with pytest.raises(UserError, match=r"Channel 10 is out of range for the model's output, which has 10 channels"):
+        render(model, class_logit(10), param.image((1, 1, 28, 28)), steps=2)
     with pytest.raises(UserError, match="redirect_steps must be a whole number ≥ 0"):
         render(model, channel("features.conv1", 0), param.image((1, 1, 28, 28)), steps=2, redirect_steps=-1)
     with pytest.raises(UserError, match="lr must be a positive number"):
