@@ -26,7 +26,7 @@ lab: install
 
 test: install-dev
 	$(VENV)/bin/lint-imports
-	$(PY) -m pytest -q -n 2 --durations=15
+	$(PY) -m pytest -q -n 2 --dist loadgroup --durations=15
 
 bench: install-dev
 	@for b in benchmarks/*.py; do echo "== $$b" >&2; $(PY) $$b || exit 1; done

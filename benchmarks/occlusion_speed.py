@@ -96,7 +96,9 @@ def run(model: torch.nn.Module, x: torch.Tensor, window: int, stride: int, calib
     ys, xs = window_starts(H, window, stride), window_starts(W, window, stride)
     starts = torch.tensor([(y, xx) for y in ys for xx in xs])
     with torch.no_grad(), frozen(model):
-        counts = Plan(trace_chain(model, x), starts, (window, window)).macs(PER_EVAL)
+        plan = Plan(trace_chain(model, x), starts, (window, window))
+        counts = plan.macs(PER_EVAL)
+        default = Occlusion(model, window, stride, perturbations_per_eval=PER_EVAL).pays(plan)
     full_macs, inc_macs = sum(f for f, _ in counts.values()), sum(i for _, i in counts.values())
     return {
         "positions": len(starts), "window": window, "stride": stride, "target": t,
@@ -104,6 +106,7 @@ def run(model: torch.nn.Module, x: torch.Tensor, window: int, stride: int, calib
         "captum_per_eval": best, "captum_tries_s": {str(k): round(v, 2) for k, v in tries.items()},
         "captum_tries_positions": len(window_starts(H, window, calib)) * len(window_starts(W, window, calib)),
         "speedup_vs_captum": round(t_captum / t_fast, 2), "speedup_vs_full": round(t_full / t_fast, 2),
+        "default_fast_none_uses": "incremental" if default else "full re-inference",
         "max_rel_diff_vs_captum": float((a_fast - a_captum).abs().max()) / scale,
         "max_rel_diff_full_vs_captum": float((a_full - a_captum).abs().max()) / scale,
         "mac_ratio_full_over_incremental": round(full_macs / inc_macs, 2),

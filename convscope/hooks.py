@@ -12,8 +12,10 @@ Example:
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -129,6 +131,92 @@ def trace_modules(model: nn.Module, pre: Callable[[nn.Module, tuple], None],
             h.remove()
 
 
+@dataclass
+class LeafCall:
+    """One call of a leaf module in a traced forward pass: what came in and went out (kept alive, so `is`
+    compares them) and their versions (so an in-place change between two calls is seen)."""
+
+    name: str
+    module: nn.Module
+    inputs: tuple
+    in_version: int
+    output: Any = None
+    out_version: int = -1
+    note: Any = None  # what an `on_leaf` callback keeps (the deconvnet: a max pool's switches)
+
+
+class LeafTrace:
+    """Follows one forward pass (`trace_modules(model, trace.pre, trace.post)`): the leaf module calls in order,
+    each module's span of leaf calls, the output of `target` (cloned as it came out) and the model's output.
+
+    The instruments that walk a model down layer by layer (the deconvnet projection, receptive fields) use it to
+    check the model is a chain of layers there (`chain_break`) and to find where a layer's output was made
+    (`top_of`). `on_leaf(call)` runs before each leaf does (the deconvnet records max-pool switches there).
+    """
+
+    def __init__(self, model: nn.Module, target: str | None = None,
+                 on_leaf: Callable[[LeafCall], None] | None = None) -> None:
+        self.names = {id(m): n for n, m in model.named_modules()}
+        self.leaves = {id(m) for m in model.modules() if next(m.children(), None) is None}
+        self.target, self.on_leaf = target, on_leaf
+        self.calls: list[LeafCall] = []
+        self.spans: dict[str, list[tuple[int, int]]] = {}  # module name -> (first, end) leaf call of each call
+        self.value: torch.Tensor | None = None  # the target module's output, cloned as it came out
+        self.raw: tuple[Any, int] = (None, -1)  # the target's output itself and its version, to compare
+        self.output: Any = None  # the model's output
+        self._open: list[int] = []  # leaf counts at each module call in progress
+
+    def pre(self, module: nn.Module, inputs: tuple) -> None:
+        self._open.append(len(self.calls))
+        if id(module) in self.leaves:
+            x = inputs[0] if len(inputs) == 1 and isinstance(inputs[0], torch.Tensor) else None
+            call = LeafCall(self.names[id(module)], module, inputs, x._version if x is not None else -1)
+            if self.on_leaf is not None:
+                self.on_leaf(call)
+            self.calls.append(call)
+
+    def post(self, name: str, module: nn.Module, inputs: tuple, output: Any) -> None:
+        start = self._open.pop()
+        if id(module) in self.leaves:
+            call = self.calls[start]
+            call.output, call.out_version = output, getattr(output, "_version", -1)
+        self.spans.setdefault(name, []).append((start, len(self.calls)))
+        if name == self.target and isinstance(output, torch.Tensor):
+            self.value = output.detach().clone()  # before any later in-place op rewrites it
+            self.raw = (output, output._version)
+        if name == "":
+            self.output = output
+
+    def chain_break(self, x: torch.Tensor, top: int) -> tuple[LeafCall, str] | None:
+        """The first leaf call among 0..top (walking down) that does not take exactly the unmodified output of
+        the call before it (or `x`, for the first), and what it should have taken; None for a chain."""
+        for i in range(top, -1, -1):
+            call = self.calls[i]
+            before, version = (x, x._version) if i == 0 else (self.calls[i - 1].output, self.calls[i - 1].out_version)
+            if len(call.inputs) != 1 or call.inputs[0] is not before or call.in_version != version:
+                came = "the model's input" if i == 0 else f"the output of {self.calls[i - 1].name!r}, the module " \
+                                                          "that ran before it"
+                return call, came
+        return None
+
+    def top_of(self, layer: str, instrument: str) -> int:
+        """Index of the leaf call whose output is `layer`'s output (where a walk down starts); `instrument` names
+        the caller in the error raised when the layer did not run, ran more than once, or computes its output
+        outside its child modules."""
+        spans = self.spans.get(layer, [])
+        if not spans:
+            raise UserError(f"Layer {layer!r} did not run in the forward pass: choose a layer the model calls.")
+        if len(spans) > 1:
+            raise LayerReuseError(f"Layer {layer!r} runs more than once per forward pass, so it has no one output "
+                                  f"for {instrument}: choose a layer that runs once.")
+        start, end = spans[0]
+        last = self.calls[end - 1] if end > start else None
+        if last is None or self.raw[0] is not last.output or self.raw[1] != last.out_version:
+            raise UserError(f"Layer {layer!r} computes its output outside its child modules, so {instrument} cannot "
+                            "walk down from it: choose one of its child layers.")
+        return end - 1
+
+
 def activations(model: nn.Module, x: torch.Tensor, names: list[str]) -> dict[str, torch.Tensor]:
     """Outputs of the named layers for input `x`, computed in eval mode without gradients.
 
@@ -179,11 +267,13 @@ class _Tap(torch.autograd.Function):
 @contextmanager
 def taps(model: nn.Module, names: list[str], cut: bool = False
          ) -> Iterator[tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]]:
-    """Record the named layers' outputs (`values`, detached) and, after a backward pass, the gradient of
-    the backpropagated quantity with respect to each of them (`grads`): what Grad-CAM needs.
+    """Record the named layers' outputs (`values`) and, after a backward pass, the gradient of the
+    backpropagated quantity with respect to each of them (`grads`): what Grad-CAM needs.
 
-    With `cut=True` the graph starts at the tapped outputs: each `values[name]` is a leaf that requires
-    grad, so `torch.autograd.grad(score, values[name])` backpropagates only through the layers after it.
+    `torch.autograd.grad(score, values[name])` backpropagates only through the layers after the tap. The
+    network goes on with a copy of each tapped output, so an in-place op after the layer leaves
+    `values[name]` as the layer computed it. With `cut=True` the graph also starts at the tapped outputs:
+    each `values[name]` is a leaf, and nothing before it is differentiated.
 
     Example:
         >>> with taps(model, ["features.conv2"]) as (values, grads):
@@ -202,7 +292,7 @@ def taps(model: nn.Module, names: list[str], cut: bool = False
             if calls[name] > 1:
                 raise LayerReuseError(f"Layer {name!r} runs more than once per forward pass, so its output is "
                                       "ambiguous: choose a layer that runs once (a conv, or a module not reused).")
-            values[name] = output.detach().requires_grad_(True) if cut else output.detach()
+            values[name] = output.detach().requires_grad_(True) if cut else output
             return _Tap.apply(values[name] if cut else output, grads, name)
         return hook
 
@@ -240,8 +330,8 @@ class _RuleReLU(torch.autograd.Function):
     negative and g < 0 (the descent direction pushes the input up: Lucid's `redirected_relu_grad`)."""
 
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, rule: str, inplace: bool) -> torch.Tensor:
-        ctx.rule = rule
+    def forward(ctx: Any, x: torch.Tensor, state: _ReLURuleMode, inplace: bool) -> torch.Tensor:
+        ctx.state = state  # the rule is read at backward time: one forward pass can serve two rules
         ctx.save_for_backward(x > 0, x < 0)
         if inplace:
             ctx.mark_dirty(x)
@@ -251,7 +341,10 @@ class _RuleReLU(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
         positive, negative = ctx.saved_tensors
-        if ctx.rule == REDIRECT:
+        rule = ctx.state.rule
+        if rule == "ordinary":
+            return grad * positive, None, None
+        if rule == REDIRECT:
             relu_grad = grad * positive
             pushed_up = grad * (negative & (grad < 0))
             if grad.ndim < 2:  # no batch dimension: one example
@@ -259,32 +352,44 @@ class _RuleReLU(torch.autograd.Function):
             alive = relu_grad.flatten(1).ne(0).any(1)  # (B,): the ordinary gradient reaches this example
             return torch.where(alive.view(-1, *[1] * (grad.ndim - 1)), relu_grad, pushed_up), None, None
         grad = grad.clamp(min=0)
-        return (grad * positive if ctx.rule == "guided" else grad), None, None
+        return (grad * positive if rule == "guided" else grad), None, None
 
 
 class _ReLURuleMode(TorchFunctionMode):
     """Routes every ReLU call (module, functional, method, in place or not) through `_RuleReLU` and refuses
     the elementwise nonlinearities the rule does not define, naming the module that called them."""
 
-    def __init__(self, rule: str, where: list[str]) -> None:
+    def __init__(self, rule: str, names: dict[int, str]) -> None:
         super().__init__()
-        self.rule, self.where = rule, where
+        self.rule, self.names = rule, names
 
     def __torch_function__(self, func: Callable, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
         kwargs = kwargs or {}
         if func in _RELU or func in _RELU_INPLACE:
             inplace = func in _RELU_INPLACE or bool(kwargs.get("inplace", args[1] if len(args) > 1 else False))
-            return _RuleReLU.apply(args[0], self.rule, inplace)
+            return _RuleReLU.apply(args[0], self, inplace)
         if func in _UNDEFINED and self.rule != REDIRECT:
-            where = f" in module {self.where[-1]!r}" if self.where and self.where[-1] else ""
+            name = self.caller()
+            where = f" in module {name!r}" if name else ""
             raise UserError(f"The forward pass calls {getattr(func, '__name__', func)}{where}, for which the "
                             f"{self.rule} rule is defined only on ReLUs: use a gradient method (saliency, "
                             "integrated gradients) on this model instead.")
         return func(*args, **kwargs)
 
+    def caller(self) -> str:
+        """The innermost module of the model whose `forward` is on the call stack (read only for an error
+        message, so that the ordinary forward pass carries no per-module hooks)."""
+        frame = inspect.currentframe()
+        while frame is not None:
+            name = self.names.get(id(frame.f_locals.get("self")))
+            if name:
+                return name
+            frame = frame.f_back
+        return ""
+
 
 @contextmanager
-def relu_rule(model: nn.Module, rule: str) -> Iterator[None]:
+def relu_rule(model: nn.Module, rule: str) -> Iterator[_ReLURuleMode]:
     """Inside the block, every ReLU of `model`'s forward pass backpropagates by `rule` ("guided" or "deconvnet").
 
     It catches `nn.ReLU` (in place or not, a module called several times included), `F.relu`, `torch.relu`,
@@ -294,36 +399,25 @@ def relu_rule(model: nn.Module, rule: str) -> Iterator[None]:
     not defined for them, and an ordinary gradient there would be a silently different method. Clamps written
     by hand (`x.clamp(min=0)`) are not recognised as ReLUs.
 
+    The block yields an object whose `rule` is read when the graph is differentiated: set it to another rule
+    or to "ordinary" between two backward passes of one forward pass (guided Grad-CAM needs both).
+
     `rule="redirect"` (feature visualisation's, `REDIRECT`) changes only the ReLUs' gradient for examples that a
     ReLU would cut off entirely; every other nonlinearity keeps its ordinary gradient, so no model is refused.
     """
     if rule not in (*RELU_RULES, REDIRECT):
         raise UserError(f"Unknown ReLU rule {rule!r}: use {' or '.join(RELU_RULES)}.")
+    modules = dict(model.named_modules())
     odd = [] if rule == REDIRECT else [
-        name or type(model).__name__ for name, m in model.named_modules()
+        name or type(model).__name__ for name, m in modules.items()
         if isinstance(m, _UNDEFINED_MODULES) or getattr(m, "activation_kind", "relu") != "relu"]
     if odd:
         raise UserError(f"The {rule} rule is defined only on ReLUs, and this model has other activations in "
                         f"{', '.join(odd[:5])}{' …' if len(odd) > 5 else ''}: use a gradient method (saliency, "
                         "integrated gradients) on this model instead.")
-    where: list[str] = []
-    handles = []
-    try:
-        def enter(name: str) -> Callable[..., None]:
-            return lambda *_: where.append(name)  # list.append returns None: the input stays as it is
-
-        def leave(*_: Any) -> None:  # a forward hook's return value would replace the output
-            where.pop()
-
-        for name, m in model.named_modules():
-            handles.append(m.register_forward_pre_hook(enter(name)))
-            handles.append(m.register_forward_hook(leave))
-        with _ReLURuleMode(rule, where):
-            yield
-    finally:
-        for h in handles:
-            h.remove()
+    with _ReLURuleMode(rule, {id(m): name for name, m in modules.items()}) as mode:
+        yield mode
 
 
-__all__ = ["REDIRECT", "RELU_RULES", "activations", "conv_layers", "conv_weight", "eval_mode", "frozen", "get_layer",
-           "model_device", "model_dtype", "record", "relu_rule", "taps", "trace_modules"]
+__all__ = ["REDIRECT", "RELU_RULES", "LeafCall", "LeafTrace", "activations", "conv_layers", "conv_weight", "eval_mode",
+           "frozen", "get_layer", "model_device", "model_dtype", "record", "relu_rule", "taps", "trace_modules"]

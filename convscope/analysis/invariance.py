@@ -8,6 +8,12 @@ likely the unit is to fire on a transformed input given it fired on the original
 A layer's score averages its filters (Goodfellow et al. average the top 20 %: `top_fraction=0.2`).
 Transformations of docs/REFERENCE.md §4: horizontal flip, rotation by 15°, translation by ±3 px.
 
+With `distributed=True` in a `torch.distributed` process group, each rank computes the responses of its
+share of the stimulus batches (`shards.rank_batches`) and the scores are the one-process scores exactly:
+the firing counts are summed, and each filter's threshold, an order statistic, is found among the union of
+every rank's largest responses (the threshold is exceeded by about `rate` of all responses, so the `rate`
+fraction plus one of each rank's largest holds it).
+
 Example:
     >>> scores = invariance_scores(model, x, ["features.conv1", "features.conv2"])
     >>> scores["features.conv2"]["translate"].score
@@ -26,6 +32,7 @@ from torch import nn
 
 from convscope.errors import UserError
 from convscope.hooks import activations
+from convscope.shards import gather_rows, rank_batches, sum_over_ranks
 
 Transform = Callable[[torch.Tensor], torch.Tensor]
 
@@ -82,7 +89,8 @@ class Invariance:
 @torch.no_grad()
 def invariance_scores(model: nn.Module, x: torch.Tensor, layers: list[str],
                       transforms: dict[str, list[Transform]] | None = None, rate: float = 0.01,
-                      top_fraction: float | None = None, batch_size: int = 250) -> dict[str, dict[str, Invariance]]:
+                      top_fraction: float | None = None, batch_size: int = 250,
+                      distributed: bool = False) -> dict[str, dict[str, Invariance]]:
     """Invariance score of every named layer's filters under each transformation family.
 
     Args:
@@ -96,9 +104,14 @@ def invariance_scores(model: nn.Module, x: torch.Tensor, layers: list[str],
         top_fraction: average only the most invariant fraction of filters (Goodfellow: 0.2); None = all.
         batch_size: stimuli per forward pass. Memory holds the original responses of every layer
             (to set the thresholds) and one batch of transformed ones, never all transformed maps.
+        distributed: `x` is the whole set of stimuli on every rank of the process group; each scans its
+            share of the batches and all get the one-process scores (in one process: the plain pass).
     """
     transforms = transforms or standard_transforms()
-    chunks = list(torch.split(x, batch_size))
+    if distributed:
+        chunks = [x[i] for i in rank_batches(len(x), batch_size)] or [x[:0]]
+    else:
+        chunks = list(torch.split(x, batch_size))
     original = _responses(model, chunks, layers)
     for name in layers:
         if original[name].ndim != 4:
@@ -108,14 +121,22 @@ def invariance_scores(model: nn.Module, x: torch.Tensor, layers: list[str],
     fires: dict[str, torch.Tensor] = {}
     fired: dict[str, torch.Tensor] = {}  # (C,) firings per filter over all stimuli and positions
     thresholds: dict[str, torch.Tensor] = {}
+    totals: dict[str, int] = {}
     for name in layers:
         a = original.pop(name)  # (N, C, h, w); freed once its firing map is known
         per_filter = a.transpose(0, 1).flatten(1)  # (C, N·h·w)
-        # the value exceeded by a `rate` fraction of each filter's responses (kthvalue: no size limit)
-        k = per_filter.shape[1] - max(1, int(rate * per_filter.shape[1]))
-        thresholds[name] = per_filter.kthvalue(max(k, 1), dim=1).values  # (C,)
+        total = totals[name] = len(x) * a.shape[2] * a.shape[3]  # responses per filter, over every rank
+        # the value exceeded by a `rate` fraction of each filter's responses: the k-th smallest, that is the
+        # m-th largest (kthvalue, topk: no size limit)
+        k = max(total - max(1, int(rate * total)), 1)
+        if distributed:
+            m = total - k + 1
+            largest = gather_rows(per_filter.topk(min(m, per_filter.shape[1]), dim=1).values)  # (C, ≤ W·m)
+            thresholds[name] = largest.topk(m, dim=1).values[:, -1]
+        else:
+            thresholds[name] = per_filter.kthvalue(k, dim=1).values  # (C,)
         fires[name] = a > thresholds[name].view(1, -1, 1, 1)
-        fired[name] = fires[name].sum(dim=(0, 2, 3))
+        fired[name] = sum_over_ranks(fires[name].sum(dim=(0, 2, 3)))
     out: dict[str, dict[str, Invariance]] = {name: {} for name in layers}
     for family, fns in transforms.items():
         hits = {name: torch.zeros_like(fired[name]) for name in layers}
@@ -130,7 +151,8 @@ def invariance_scores(model: nn.Module, x: torch.Tensor, layers: list[str],
                     hits[name] += still.sum(dim=(0, 2, 3))
             start = stop
         for name in layers:
-            g = fired[name].double() / fires[name][:, 0].numel()  # (C,) global firing rate
+            hits[name] = sum_over_ranks(hits[name])
+            g = fired[name].double() / totals[name]  # (C,) global firing rate
             local = hits[name].double() / (fired[name].double() * len(fns))  # NaN where a filter never fires
             ratio = (local / g).cpu().numpy()
             ratio = ratio[np.isfinite(ratio)]

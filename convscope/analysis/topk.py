@@ -12,6 +12,8 @@ every layer at once, in one pass over the data:
   the batch size, and `merge_topk` of the top k of two shards is the top k of their union, exactly. That is
   how a `torch.distributed` scan ends: each rank scans its shard, giving the *global* dataset index of each
   of its examples (`indices`, e.g. `list(DistributedSampler(...))`), and `gather_topk` merges every rank's.
+  `top_examples(..., distributed=True)` does all of it on a dataset tensor every rank holds: each rank scans
+  the batches `shards.rank_batches` deals it, and every rank gets the one-process result.
 
 `receptive_box` gives the input rectangle a unit sees (its receptive field, clipped to the image), and
 `input_patch` cuts it out.
@@ -35,7 +37,8 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from convscope.errors import InputShapeError, UserError
-from convscope.hooks import conv_layers, frozen, get_layer, model_device, model_dtype, record, trace_modules
+from convscope.hooks import LeafTrace, conv_layers, frozen, get_layer, model_device, model_dtype, record, trace_modules
+from convscope.shards import rank_batches
 
 Box = tuple[int, int, int, int]  # (y0, y1, x0, x1), rows y0..y1-1 and columns x0..x1-1
 
@@ -150,7 +153,7 @@ def _batches(batches: Tensor | Iterable[Any], batch_size: int) -> Iterable[Tenso
 
 def top_examples(model: nn.Module, batches: Tensor | Iterable[Any], layers: list[str] | None = None, k: int = 9,
                  progress: Callable[[int], None] | None = None, *, indices: Sequence[int] | Tensor | None = None,
-                 batch_size: int = 256) -> dict[str, TopK]:
+                 batch_size: int = 256, distributed: bool = False, allow_empty: bool = False) -> dict[str, TopK]:
     """The k examples on which each channel of each layer fires most, in one pass over `batches`.
 
     Args:
@@ -162,6 +165,8 @@ def top_examples(model: nn.Module, batches: Tensor | Iterable[Any], layers: list
         progress: called with the number of examples scanned after each batch.
         indices: the dataset index of each example in scan order (default 0, 1, 2, ...): on a
             `torch.distributed` rank, its sampler's indices, so `gather_topk` merges global indices.
+        distributed: `batches` is the whole `(N, C, H, W)` dataset on every rank of the process group; each
+            scans its share of the batches and all get the merged result (one process: the plain scan).
 
     Returns:
         `{layer: TopK}` on the CPU, best first.
@@ -174,6 +179,16 @@ def top_examples(model: nn.Module, batches: Tensor | Iterable[Any], layers: list
         raise UserError("The model has no conv layers: name the layers to scan with layers=[...].")
     for name in layers:
         get_layer(model, name)  # an unknown name fails here, with suggestions
+    if distributed:
+        if not isinstance(batches, Tensor) or indices is not None:
+            raise UserError("top_examples(distributed=True) shares out one (N, C, H, W) tensor that every rank holds "
+                            "whole: pass that tensor, without indices.")
+        mine = rank_batches(len(batches), batch_size)
+        # A rank left without a batch scans none: an empty batch still gives each layer's channel count.
+        parts = [batches[i] for i in mine] or [batches[:0]]
+        tops = top_examples(model, parts, layers, k, progress, indices=torch.cat(mine) if mine else [],
+                            batch_size=batch_size, allow_empty=True)
+        return {name: gather_topk(t) for name, t in tops.items()}
     given = torch.as_tensor(indices, dtype=torch.long).flatten() if indices is not None else None
     device, dtype = model_device(model), model_dtype(model)
     scan, seen = TopKScan(k), 0
@@ -189,7 +204,7 @@ def top_examples(model: nn.Module, batches: Tensor | Iterable[Any], layers: list
             seen += n
             if progress is not None:
                 progress(seen)
-    if seen == 0:
+    if seen == 0 and not allow_empty:
         raise UserError("top_examples got no examples: pass a non-empty dataset.")
     if given is not None and seen != len(given):
         raise UserError(f"indices gives {len(given)} dataset indices for {seen} examples: give one index per example.")
@@ -236,39 +251,23 @@ def receptive_box(model: nn.Module, layer: str, y: int, x: int, input_hw: tuple[
     if channels is None:
         raise UserError("receptive_box cannot tell the model's input channels: give the model an input_shape.")
     h, w = input_hw
-    calls: list[list[Any]] = []  # leaf calls: name, module, input, its version, output, its version
-    names = {id(m): n for n, m in model.named_modules()}
-    leaves = {id(m) for m in model.modules() if next(m.children(), None) is None}
-    spans: dict[str, list[int]] = {}
-
-    def pre(module: nn.Module, inputs: tuple) -> None:
-        if id(module) in leaves:
-            x_in = inputs[0] if len(inputs) == 1 else None
-            calls.append([names[id(module)], module, x_in, getattr(x_in, "_version", -1), None, -1])
-
-    def post(name: str, module: nn.Module, inputs: tuple, output: Any) -> None:
-        if id(module) in leaves:
-            calls[-1][4:] = [output, getattr(output, "_version", -1)]  # before any later in-place op
-        spans.setdefault(name, []).append(len(calls) - 1)
-
+    trace = LeafTrace(model, layer)
     image = torch.zeros(1, channels, h, w, device=model_device(model), dtype=model_dtype(model))
-    with frozen(model), torch.no_grad(), trace_modules(model, pre, post):
+    with frozen(model), torch.no_grad(), trace_modules(model, trace.pre, trace.post):
         model(image)
-    if len(spans.get(layer, [])) != 1:
-        raise UserError(f"Layer {layer!r} must run exactly once per forward pass to have one receptive field.")
-    top = spans[layer][0]
-    out = calls[top][4]
+    top = trace.top_of(layer, "receptive_box")
+    out = trace.calls[top].output
     if out.dim() != 4:
         return 0, h, 0, w
     if not (0 <= y < out.shape[2] and 0 <= x < out.shape[3]):
         raise UserError(f"Position ({y}, {x}) is outside layer {layer!r}'s {out.shape[2]}×{out.shape[3]} maps.")
+    broken = trace.chain_break(image, top)
+    if broken is not None:
+        raise UserError(f"Module {broken[0].name!r} does not take {broken[1]}, so receptive_box cannot follow the "
+                        f"model below {layer!r}: it walks chains of layers.")
     box = [[y, y], [x, x]]  # inclusive, in the current layer's output
-    for i in range(top, -1, -1):
-        name, module, x_in, version, y_out, _ = calls[i]
-        below = (image, image._version) if i == 0 else calls[i - 1][4:]
-        if x_in is not below[0] or version != below[1]:
-            raise UserError(f"Module {name!r} does not take the output of the module that ran before it, so "
-                            f"receptive_box cannot follow the model below {layer!r}: it walks chains of layers.")
+    for call in reversed(trace.calls[: top + 1]):
+        name, module, x_in, y_out = call.name, call.module, call.inputs[0], call.output
         if isinstance(module, nn.modules.conv._ConvTransposeNd):
             raise UserError(f"Module {name!r} upsamples (a transposed conv): receptive_box follows convs and pools "
                             "only; ask for a layer below it.")

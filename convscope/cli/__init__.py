@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from convscope.cli import data, look, run  # noqa: F401 - importing each module registers its commands
+from convscope.cli import data, look, run, scan  # noqa: F401 - importing each module registers its commands
 from convscope.cli.common import app, main
 
 __all__ = ["app", "main"]

@@ -51,6 +51,10 @@ ModelSets = Annotated[list[str] | None, typer.Option(
 
 Quiet = Annotated[bool, flag("--quiet", "-q", help="No progress bars.")]
 
+Nproc = Annotated[int, typer.Option("--nproc", help="Run on N processes on this machine through "
+                                    "torch.distributed.run (gloo on the CPU, NCCL on GPUs: one GPU each); for "
+                                    "several machines use torchrun ... -m convscope instead.")]
+
 Root = Annotated[Path | None, typer.Option("--root", help="Directory holding the raw dataset files "
                                            "(else $CONVSCOPE_DATA, the cache, the mirrors).")]
 
@@ -65,23 +69,74 @@ def guarded(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except UserError as e:
-            _err(str(e))
+            if not _left_to_launcher(str(e)):
+                _err(str(e))
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
-            _err(_interrupted_message(kwargs.get("out")))
+            if not _left_to_launcher(None):
+                _err(_interrupted_message(kwargs.get("out")))
             raise typer.Exit(2) from None
 
     return wrapper  # type: ignore[return-value]
 
-def _interrupted_message(out: Path | None) -> str:
+def _left_to_launcher(message: str | None) -> bool:
+    """In a worker of a distributed run: hand `message` to the launcher, which prints one sentence for all.
+
+    True when the launcher is convscope's own (`--nproc`); under plain torchrun each rank prints its own.
+    """
+    import os
+
+    if "LOCAL_RANK" not in os.environ:  # not a worker: nothing to import
+        return False
+    from convscope.train.distributed import LAUNCHED_BY_CONVSCOPE, report_error
+
+    if message is None:
+        return os.environ.get(LAUNCHED_BY_CONVSCOPE) == "1"
+    return report_error(message)
+
+def _checkpoint_hint(out: Path | None) -> str:
+    """What is left to resume in run directory `out`, as the second half of a sentence."""
     from convscope.io import read_json
 
     state = Path(out) / "checkpoint" / "state.json" if out else None
     if state is not None and state.is_file():
         epoch = read_json(state)["epoch"]
-        return (f"interrupted; the checkpoint of epoch {epoch} is kept in {state.parent}: run the same command "
-                "with --resume to continue.")
-    return "interrupted before the first checkpoint was saved; nothing to resume."
+        return (f"the checkpoint of epoch {epoch} is kept in {state.parent}: run the same command with --resume "
+                "to continue.")
+    return "no checkpoint was saved yet, so there is nothing to resume."
+
+def _interrupted_message(out: Path | None) -> str:
+    hint = _checkpoint_hint(out)
+    if hint.startswith("no checkpoint"):
+        return "interrupted before the first checkpoint was saved; nothing to resume."
+    return f"interrupted; {hint}"
+
+def launch_workers(nproc: int, argv: list[str], *, run_dir: Path | None = None, batch_size: int | None = None) -> bool:
+    """With --nproc N > 1, run `convscope ARGV` in N processes (torch.distributed.run); True once they finish.
+
+    `run_dir` is a training run's directory, whose checkpoint a failure message points at; `batch_size`, a
+    global batch that must split into N parts (checked before anyone starts).
+    """
+    from convscope.train.distributed import WorkerError, World, batch_slice, launch, launched
+
+    if nproc < 1:
+        raise UserError(f"--nproc must be at least 1, not {nproc}.")
+    if nproc == 1:
+        return False
+    if launched():
+        raise UserError("--nproc starts processes itself, and this one was started by torchrun: leave --nproc out "
+                        "(torchrun's --nproc-per-node says how many processes run).")
+    if batch_size is not None:
+        batch_slice(0, batch_size, World(size=nproc))
+    try:
+        launch(argv, nproc)
+    except WorkerError as e:
+        hint = _checkpoint_hint(run_dir) if run_dir is not None else "nothing was written; run the command again."
+        raise UserError(f"{e}; {hint}") from None
+    except KeyboardInterrupt:
+        _err(_interrupted_message(run_dir) if run_dir is not None else "interrupted; nothing was written.")
+        raise typer.Exit(2) from None
+    return True
 
 def _console():
     from rich.console import Console

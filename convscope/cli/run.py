@@ -9,7 +9,21 @@ from typing import Annotated, Any
 
 import typer
 
-from convscope.cli.common import Quiet, Root, Sets, TrainSets, _console, _err, _interrupted_message, app, flag, guarded
+from convscope.cli.common import (
+    Nproc,
+    Quiet,
+    Root,
+    Sets,
+    TrainSets,
+    _console,
+    _err,
+    _interrupted_message,
+    _left_to_launcher,
+    app,
+    flag,
+    guarded,
+    launch_workers,
+)
 from convscope.errors import UserError
 
 
@@ -59,6 +73,10 @@ def train(
     config: Annotated[Path | None, typer.Option(help="TOML file of TrainConfig fields.")] = None,
     set_: TrainSets = None,
     root: Root = None,
+    nproc: Nproc = 1,
+    sync_bn: Annotated[bool, flag("--sync-bn", help="With several GPU processes, normalise BatchNorm layers with "
+                                  "the statistics of the whole global batch (nn.SyncBatchNorm); without it each "
+                                  "process uses its own part's. Refused on the CPU.")] = False,
     quiet: Quiet = False,
 ) -> None:
     """Train a model; metrics go to OUT/metrics.jsonl and a checkpoint is saved every epoch.
@@ -74,6 +92,9 @@ def train(
 
     Example: `convscope train my_nets.py:small_cnn --data cifar10 --root ~/data` (your own model: the factory
     gets in_channels and num_classes when it takes them)
+
+    Example: `convscope train lenet5 --nproc 2 --batch-size 256` (two processes, 128 examples each per step;
+    `torchrun --nproc-per-node 2 -m convscope train lenet5` is the same, and spans machines with --nnodes)
     """
     import os
 
@@ -82,9 +103,20 @@ def train(
     device = device or os.environ.get("CONVSCOPE_DEVICE")
     cfg = resolve(TrainConfig, config, set_, model=model, data=data, epochs=epochs, batch_size=batch_size,
                   optimizer=optimizer, lr=lr, schedule=schedule, seed=seed, device=device,
-                  weights=str(weights) if weights is not None else None)
+                  weights=str(weights) if weights is not None else None, sync_bn=sync_bn or None)
     out = out or Path("runs") / f"{cfg.model.rpartition(':')[2]}-{cfg.data}"  # path/file.py:factory → factory
+    if cfg.sync_bn and nproc > 1:
+        from convscope.train.distributed import SYNC_BN_NEEDS_CUDA
+        from convscope.train.loop import resolve_device
+
+        if resolve_device(cfg.device).type != "cuda":
+            raise UserError(SYNC_BN_NEEDS_CUDA)
+    if launch_workers(nproc, _train_argv(cfg, out, resume, overwrite, root, quiet), run_dir=out,
+                      batch_size=cfg.batch_size):
+        return
     outcome = _train(cfg, out, resume, overwrite, root, quiet)
+    if int(os.environ.get("RANK", "0")) != 0:  # a worker of a distributed run: rank 0 reports it
+        return
     final = outcome.final
     typer.echo(f"test accuracy {final.get('test_acc', float('nan')):.4f} after epoch {final.get('epoch')}; "
                f"run saved in {out}")
@@ -92,13 +124,31 @@ def train(
 
 def _train(cfg: Any, out: Path, resume: bool, overwrite: bool, root: Path | None, quiet: bool):
     # A separate frame so the Ctrl-C handler in `guarded` knows the run directory.
+    from convscope.train.distributed import local_device, process_group
+    from convscope.train.loop import resolve_device
     from convscope.train.run import train_run
 
     try:
-        return train_run(cfg, out, resume=resume, overwrite=overwrite, root=root, progress=not quiet)
+        with process_group(local_device(resolve_device(cfg.device))):  # joins torchrun's group, if any
+            return train_run(cfg, out, resume=resume, overwrite=overwrite, root=root, progress=not quiet)
     except KeyboardInterrupt:
-        _err(_interrupted_message(out))
+        if not _left_to_launcher(None):
+            _err(_interrupted_message(out))
         raise typer.Exit(2) from None
+
+
+def _train_argv(cfg: Any, out: Path, resume: bool, overwrite: bool, root: Path | None, quiet: bool) -> list[str]:
+    """The `convscope train` command a worker runs: this one's resolved config, every field as a --set."""
+    import json
+
+    from convscope.config import to_dict
+
+    sets = [f"--set={k}={v if isinstance(v, str) else json.dumps(v)}"
+            for k, v in to_dict(cfg).items() if k != "model"]
+    flags = [*(["--resume"] if resume else []), *(["--overwrite"] if overwrite else []),
+             *(["--root", str(root)] if root is not None else []), *(["-q"] if quiet else [])]
+    return ["train", cfg.model, "--out", str(out), *sets, *flags]
+
 
 @app.command()
 @guarded

@@ -17,6 +17,10 @@ For each network studied (LeNet-5 on MNIST; ConvPool-CNN-C at a quarter width on
 The instruments: `explain.deconvnet` (the explicit projection with switches), `analysis.topk` (the streaming
 top-k scan and receptive boxes), `explain.Occlusion` (exact incremental occlusion, checked here against full
 re-inference). The Result holds arrays only; `report/pages/zf.py` draws the figures.
+
+On the user's CIFAR files: `--set train.data=cifar10 --set train.model=allconv-c --set root=DIR --set second=`
+(the colour images keep their channels; "ink", the bright pixels, is then no object mask, so read the pointing
+by the projection's region there).
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ from convscope.errors import UserError
 from convscope.experiments import register_experiment
 from convscope.explain import Occlusion, create_method
 from convscope.explain.deconvnet import DeconvnetProjection
-from convscope.explain.occlusion_maps import ink_region, occlusion_maps, occlusion_pointing, top_fraction_region
+from convscope.explain.occlusion_maps import ink_region, occlusion_maps, pointing_scan, top_fraction_region
 from convscope.hooks import activations, conv_layers
 from convscope.result import Published, Result, provenance
 from convscope.train.checkpoint import epoch_weights, load_epoch_weights
@@ -75,7 +79,11 @@ class ZFConfig:
     # The square's value; None: the training set's mean pixel. The paper's images are mean-subtracted, so its grey
     # square is the mean; on MNIST a mid grey (0.5) square on the black background would add a stroke, not hide one.
     fill: float | None = None
+    # A second pointing measure with the square the colour of the background (None: skip it). On a black
+    # background a grey square is itself a shape: on Fashion-MNIST the largest drop then falls off the garment.
+    background_fill: float | None = 0.0
     pointing_images: int = 500
+    root: str | None = None  # a directory holding the user's data files (CIFAR-10/100 batches: data=cifar10)
     ink_threshold: float = 0.5
     projection_top: float = 0.1  # the alternative evidence region: the top 10 % of |projection|
     seed: int = 0
@@ -108,10 +116,12 @@ class Study:
     evolution_origin: str
 
 
-def _train_here(tcfg: TrainConfig, out: Path, progress: bool) -> tuple[nn.Module, Data, Data, dict, dict]:
-    """Train `tcfg` keeping every epoch into `out`; the model, data and each epoch's weights."""
+def _train_here(tcfg: TrainConfig, out: Path, progress: bool, root: str | None = None
+                ) -> tuple[nn.Module, Data, Data, dict, dict]:
+    """Train `tcfg` keeping every epoch into `out`; the model, data (from `root`, if given) and each epoch's
+    weights."""
     tcfg = replace(tcfg, keep_epochs=True)
-    train, test, info = load_data(tcfg, progress=progress)
+    train, test, info = load_data(tcfg, root=root, progress=progress)
     model = build_model(tcfg, train[0].shape[1], len(info["classes"]), resolve_device(tcfg.device))
     fit(model, train, test, tcfg, out_dir=out, progress=progress)
     weights = {e: load_epoch_weights(p) for e, p in epoch_weights(out).items()}
@@ -126,16 +136,17 @@ def _study(cfg: ZFConfig, tcfg: TrainConfig, index: int, out_dir: Path, progress
         if not (Path(cfg.run) / "checkpoint").is_dir():
             raise UserError(f"{cfg.run} holds no checkpoint: give a run directory written by convscope train or lab.")
         model, rcfg = load_run_model(cfg.run, device=str(resolve_device(tcfg.device)))
-        train, test, info = load_data(replace(rcfg, train_subset=None, test_subset=None), progress=progress)
+        train, test, info = load_data(replace(rcfg, train_subset=None, test_subset=None), root=cfg.root,
+                                      progress=progress)
         kept = epoch_weights(cfg.run)
         if len(kept) >= 2:
             weights, evo = {e: load_epoch_weights(p) for e, p in kept.items()}, f"the epochs run {cfg.run} kept"
         else:  # the run kept its last epoch only: follow a model trained here instead
-            *_, weights = _train_here(tcfg, run_dir, progress)
+            *_, weights = _train_here(tcfg, run_dir, progress, cfg.root)
             evo = f"{tcfg.model} trained here on {tcfg.data} for {tcfg.epochs} epochs (run {cfg.run} kept one)"
         return Study(f"{rcfg.model} on {rcfg.data}", model.eval(), train, test, info, f"the checkpoint of run "
                      f"{cfg.run}", weights, layer, evo)
-    model, train, test, info, weights = _train_here(tcfg, run_dir, progress)
+    model, train, test, info, weights = _train_here(tcfg, run_dir, progress, cfg.root)
     origin = f"{tcfg.model} trained here on {tcfg.data} ({tcfg.epochs} epochs, {len(train[0])} images)"
     return Study(tag, model, train, test, info, origin, weights, layer, origin)
 
@@ -258,20 +269,21 @@ def _occlusion(cfg: ZFConfig, st: Study, key: str, arrays: dict[str, np.ndarray]
                    f"{key}.panel.rows": np.array(maps.rows), f"{key}.panel.cols": np.array(maps.cols)})
     idx = torch.randperm(len(y_test), generator=torch.Generator().manual_seed(cfg.seed + 3))[:cfg.pointing_images]
     t = time.perf_counter()
-    hits = {"ink": [], "projection": []}
-    for s in range(0, len(idx), 50):
-        xb, yb = x_test[idx[s:s + 50]], y_test[idx[s:s + 50]]
-        mb = occlusion_maps(st.model, xb, yb, **kw)
-        hits["ink"].append(occlusion_pointing(mb, ink_region(xb, cfg.ink_threshold)))
-        hits["projection"].append(occlusion_pointing(mb, top_fraction_region(mb.projection, cfg.projection_top)))
+    def ink(xb: torch.Tensor, _maps: Any) -> torch.Tensor:
+        return ink_region(xb, cfg.ink_threshold)
+
+    regions = {"ink": ink, "projection": lambda _xb, m: top_fraction_region(m.projection, cfg.projection_top)}
+    hits = pointing_scan(st.model, x_test[idx], y_test[idx], regions, batch_size=50, **kw)
+    if cfg.background_fill is not None:
+        hits["background"] = pointing_scan(st.model, x_test[idx], y_test[idx], {"background": ink}, batch_size=50,
+                                           **{**kw, "fill": cfg.background_fill})["background"]
     seconds = time.perf_counter() - t
     out: dict[str, Any] = {"occlusion_fill": fill, "occlusion_layer": maps.layer,
                            "occlusion_positions": len(maps.rows) * len(maps.cols),
                            "occlusion_images_per_second": len(idx) / seconds, "pointing_images": len(idx)}
-    for region, parts in hits.items():
-        hit = torch.cat([p.hit for p in parts]).numpy()
-        chance = torch.cat([p.chance for p in parts]).numpy()
-        suffix = "" if region == "ink" else "_projection"
+    for region, pointing in hits.items():
+        hit, chance = pointing.hit.numpy(), pointing.chance.numpy()
+        suffix = "" if region == "ink" else f"_{region}"
         arrays[f"{key}.pointing{suffix}.hit"], arrays[f"{key}.pointing{suffix}.chance"] = hit, chance
         out[f"occlusion_pointing{suffix}"] = float(hit.mean())
         out[f"occlusion_pointing{suffix}_chance"] = float(chance.mean())
@@ -343,6 +355,9 @@ def _result(cfg: ZFConfig, per: list[dict[str, Any]], arrays: dict[str, np.ndarr
         "occlusion_pointing_chance": by("occlusion_pointing_chance"),
         "occlusion_pointing_projection": by("occlusion_pointing_projection"),
         "occlusion_pointing_projection_chance": by("occlusion_pointing_projection_chance"),
+        **({"occlusion_pointing_background": by("occlusion_pointing_background"),
+            "occlusion_pointing_background_chance": by("occlusion_pointing_background_chance")}
+           if cfg.background_fill is not None else {}),
         "deconv_vs_gradient_max_abs_diff": max(m["deconv_vs_gradient_max_abs_diff"] for m in per),
         "topk_scan_images_per_second": per[0]["topk_scan_images_per_second"],
         "occlusion_max_rel_diff_vs_full": per[0]["occlusion_max_rel_diff_vs_full"],
@@ -360,7 +375,11 @@ def _result(cfg: ZFConfig, per: list[dict[str, Any]], arrays: dict[str, np.ndarr
         f"Occlusion pointing: the window position where the correct class's probability drops most counts as a hit "
         f"when its centre pixel is brighter than {cfg.ink_threshold} (the digit's or garment's ink); chance is the "
         "fraction of positions whose centre is ink, i.e. the score of a position drawn at random. The second "
-        f"figure uses the top {cfg.projection_top:.0%} of |projection of the strongest map| as the region instead.",
+        f"figure uses the top {cfg.projection_top:.0%} of |projection of the strongest map| as the region instead."
+        + ("" if cfg.background_fill is None else
+           f" The third repeats the first with a square of {cfg.background_fill:g}, the background's colour: a grey "
+           "square on a black background draws a shape of its own, and on Fashion-MNIST, where the silhouette is "
+           "most of the evidence, the largest drop with grey falls beside the garment rather than on it."),
         "Settle epoch of a channel: the first epoch e from which its strongest training image is the same at every "
         f"later epoch; a layer's value is the median over {cfg.evolution_channels} channels spread evenly over it, "
         f"scanned over {cfg.evolution_images} training images. Epoch 1 is the end of the first epoch.",

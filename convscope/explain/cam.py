@@ -22,8 +22,7 @@ from torch import Tensor, nn
 
 from convscope.errors import UserError
 from convscope.explain.base import Attribution, Target
-from convscope.explain.relu_rules import GuidedBackprop
-from convscope.hooks import frozen, get_layer, taps
+from convscope.hooks import frozen, get_layer, relu_rule, taps
 
 UPSAMPLING = ("bilinear", "nearest", "bicubic")
 
@@ -49,10 +48,14 @@ class GradCAM(Attribution):
             grad = None
             if tapped is not None and scores.requires_grad:
                 (grad,) = torch.autograd.grad(scores.sum(), tapped, allow_unused=True)
-        if grad is None:
+        return self.weighted(tapped, grad, relu)
+
+    def weighted(self, acts: Tensor | None, grad: Tensor | None, relu: bool = True) -> Tensor:
+        """ReLU(Σ_k α_k A^k) from the layer's maps A and the gradient ∂y/∂A, (B, 1, h, w)."""
+        if acts is None or grad is None:
             raise UserError(f"The score does not depend on layer {self.layer!r}: choose a layer the target "
                             "comes after.")
-        acts = tapped.detach()
+        acts = acts.detach()
         if acts.dim() != 4:
             raise UserError(f"Grad-CAM needs a layer with (B, K, h, w) maps; {self.layer!r} gives "
                             f"{tuple(acts.shape)}: choose a conv layer.")
@@ -84,11 +87,24 @@ class GuidedGradCAM(Attribution):
     def __init__(self, model: nn.Module, layer: str) -> None:
         super().__init__(model)
         self.gradcam = GradCAM(model, layer)
-        self.guided = GuidedBackprop(model)
 
     def attribute(self, x: Tensor, target: Target, upsample: str = "nearest") -> Tensor:
-        cam = self.gradcam.attribute(x, target, upsample=upsample)
-        return self.guided.attribute(x, target) * cam
+        # One forward pass serves both gradients: the ReLUs' rule is read at backward time, "ordinary" for
+        # Grad-CAM's ∂y/∂A (through the layers after A only), then "guided" down to the input.
+        x = self.prepare(x)
+        layer = self.gradcam.layer
+        with frozen(self.model):
+            x.requires_grad_(True)
+            with relu_rule(self.model, "guided") as rule, taps(self.model, [layer]) as (values, _):
+                score = self.scores(x, target).sum()
+            acts, grad = values.get(layer), None
+            if acts is not None and acts.requires_grad:
+                rule.rule = "ordinary"
+                (grad,) = torch.autograd.grad(score, acts, retain_graph=True, allow_unused=True)
+            cam = self.gradcam.weighted(acts, grad)
+            rule.rule = "guided"
+            (guided,) = torch.autograd.grad(score, x)
+        return guided * resize(cam, tuple(x.shape[2:]), upsample)
 
 
 __all__ = ["UPSAMPLING", "GradCAM", "GuidedGradCAM", "resize"]

@@ -39,8 +39,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -48,9 +47,9 @@ from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.modules.dropout import _DropoutNd
 
-from convscope.errors import LayerReuseError, UserError
+from convscope.errors import UserError
 from convscope.explain.base import Attribution, Target, check_unit, class_indices, is_unit
-from convscope.hooks import conv_weight, frozen, get_layer, trace_modules
+from convscope.hooks import LeafCall, LeafTrace, conv_weight, frozen, get_layer, trace_modules
 
 STARTS = ("activation", "one")
 _MAX_POOLS = (nn.MaxPool2d, nn.AdaptiveMaxPool2d)
@@ -58,83 +57,11 @@ _AVG_POOLS = (nn.AvgPool2d, nn.AdaptiveAvgPool2d)
 _IDENTITIES = (_DropoutNd, nn.Identity)
 
 
-@dataclass
-class _Step:
-    """One leaf module call: what came in and went out (kept alive, so `is` compares them), and its switches."""
-
-    name: str
-    module: nn.Module
-    inputs: tuple
-    in_version: int
-    output: Any = None
-    out_version: int = -1
-    switches: Tensor | None = None  # max pooling: flat index into the input map of each output
-
-
-class _Trace:
-    """Follows one forward pass: the leaf calls in order and each module's span of leaf calls."""
-
-    def __init__(self, model: nn.Module, target: str | None) -> None:
-        self.names = {id(m): n for n, m in model.named_modules()}
-        self.leaves = {id(m) for m in model.modules() if next(m.children(), None) is None}
-        self.target = target
-        self.steps: list[_Step] = []
-        self.spans: dict[str, list[tuple[int, int]]] = {}
-        self.value: Tensor | None = None  # the target module's output, cloned as it came out
-        self.raw: tuple[Any, int] = (None, -1)  # the target's output itself and its version, to compare
-        self.output: Any = None  # the model's output
-        self.open: list[int] = []  # leaf counts at each module call in progress
-
-    def pre(self, module: nn.Module, inputs: tuple) -> None:
-        self.open.append(len(self.steps))
-        if id(module) not in self.leaves:
-            return
-        x = inputs[0] if len(inputs) == 1 and isinstance(inputs[0], Tensor) else None
-        step = _Step(self.names[id(module)], module, inputs, x._version if x is not None else -1)
-        if x is not None and isinstance(module, _MAX_POOLS):  # the switches, from the pool's own input
-            step.switches = _pool_with_switches(module, x)[1]
-        self.steps.append(step)
-
-    def post(self, name: str, module: nn.Module, inputs: tuple, output: Any) -> None:
-        start = self.open.pop()
-        if id(module) in self.leaves:
-            step = self.steps[start]
-            step.output, step.out_version = output, getattr(output, "_version", -1)
-        self.spans.setdefault(name, []).append((start, len(self.steps)))
-        if name == self.target and isinstance(output, Tensor):
-            self.value = output.detach().clone()  # before any later in-place op rewrites it
-            self.raw = (output, output._version)
-        if name == "":
-            self.output = output
-
-    def check_chain(self, x: Tensor, top: int) -> None:
-        """Refuse unless leaves 0..top each take exactly the (unmodified) output of the leaf before them."""
-        for i in range(top, -1, -1):
-            step = self.steps[i]
-            before, version = (x, x._version) if i == 0 else (self.steps[i - 1].output, self.steps[i - 1].out_version)
-            if len(step.inputs) != 1 or step.inputs[0] is not before or step.in_version != version:
-                came = "the model's input" if i == 0 else f"the output of {self.steps[i - 1].name!r}, the module " \
-                                                          "that ran before it"
-                raise UserError(
-                    f"Module {step.name!r} does not take {came}, so the model is not a chain of layers (a residual "
-                    "add, a functional call such as F.relu, or a reshape in forward) and the deconvnet projection "
-                    "cannot walk it: use the deconvnet rule, create_method('deconvnet', model), which follows any "
-                    "graph.")
-
-    def top_of(self, layer: str) -> int:
-        """Index of the leaf call whose output is `layer`'s output: where the walk down starts."""
-        spans = self.spans.get(layer, [])
-        if not spans:
-            raise UserError(f"Layer {layer!r} did not run in the forward pass: choose a layer the model calls.")
-        if len(spans) > 1:
-            raise LayerReuseError(f"Layer {layer!r} runs more than once per forward pass, so it has no one output: "
-                                  "project a layer that runs once.")
-        start, end = spans[0]
-        last = self.steps[end - 1] if end > start else None
-        if last is None or self.raw[0] is not last.output or self.raw[1] != last.out_version:
-            raise UserError(f"Layer {layer!r} computes its output outside its child modules, so the deconvnet "
-                            "projection cannot walk down from it: project one of its child layers.")
-        return end - 1
+def _switches(call: LeafCall) -> None:
+    """Before a max pool runs, its switches, from its own input (`LeafTrace`'s `on_leaf`)."""
+    x = call.inputs[0] if len(call.inputs) == 1 else None
+    if isinstance(x, Tensor) and isinstance(call.module, _MAX_POOLS):
+        call.note = _pool_with_switches(call.module, x)[1]
 
 
 def _pool_with_switches(module: nn.Module, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -195,7 +122,7 @@ def _is_conv(module: nn.Module) -> bool:
     return hasattr(module, "dense_weight") and all(hasattr(module, a) for a in ("stride", "padding", "dilation"))
 
 
-def _down(step: _Step, signal: Tensor) -> Tensor:
+def _down(step: LeafCall, signal: Tensor) -> Tensor:
     """The signal at `step`'s input, from the signal at its output."""
     m, shape = step.module, step.inputs[0].shape
     if isinstance(m, nn.ReLU):
@@ -205,7 +132,7 @@ def _down(step: _Step, signal: Tensor) -> Tensor:
     if _is_conv(m):
         return _deconv(step.name, m, signal, shape)
     if isinstance(m, _MAX_POOLS):
-        return _unpool(signal, step.switches, shape)
+        return _unpool(signal, step.note, shape)
     if isinstance(m, nn.Linear):
         return signal @ m.weight  # (B, out) @ (out, in) -> (B, in)
     if isinstance(m, nn.Flatten):
@@ -257,8 +184,8 @@ class DeconvnetProjection(Attribution):
         if len(units) != len(x):
             raise UserError(f"{len(units)} units for {len(x)} examples: give one (channel, y, x) per example.")
 
-        def start(trace: _Trace) -> tuple[int, Tensor]:
-            top, a = trace.top_of(layer), trace.value
+        def start(trace: LeafTrace) -> tuple[int, Tensor]:
+            top, a = trace.top_of(layer, "the deconvnet projection"), trace.value
             signal = torch.zeros_like(a)
             for b, (channel, y, x_) in enumerate(units):
                 check_unit((layer, channel, y, x_), tuple(a.shape))
@@ -267,30 +194,36 @@ class DeconvnetProjection(Attribution):
 
         return self._walk(x, layer, start)
 
-    def _walk(self, x: Tensor, layer: str | None, start: Callable[[_Trace], tuple[int, Tensor]]) -> Tensor:
+    def _walk(self, x: Tensor, layer: str | None, start: Callable[[LeafTrace], tuple[int, Tensor]]) -> Tensor:
         """Run the forward pass, take the starting signal from `start`, and walk it down the chain to pixels."""
         if layer is not None:
             get_layer(self.model, layer)  # an unknown name fails here, with suggestions
-        trace = _Trace(self.model, layer)
+        trace = LeafTrace(self.model, layer, on_leaf=_switches)
         with frozen(self.model), torch.no_grad(), trace_modules(self.model, trace.pre, trace.post):
             self.model(x)
             top, signal = start(trace)
-            trace.check_chain(x, top)
-            for step in reversed(trace.steps[: top + 1]):
-                signal = _down(step, signal)
+            broken = trace.chain_break(x, top)
+            if broken is not None:
+                raise UserError(
+                    f"Module {broken[0].name!r} does not take {broken[1]}, so the model is not a chain of layers (a "
+                    "residual add, a functional call such as F.relu, or a reshape in forward) and the deconvnet "
+                    "projection cannot walk it: use the deconvnet rule, create_method('deconvnet', model), which "
+                    "follows any graph.")
+            for call in reversed(trace.calls[: top + 1]):
+                signal = _down(call, signal)
         return signal.detach()
 
-    def _top(self, trace: _Trace, x: Tensor, target: Target) -> tuple[int, Tensor]:
+    def _top(self, trace: LeafTrace, x: Tensor, target: Target) -> tuple[int, Tensor]:
         """Where the walk starts, and the signal there: the target's units kept, every other one zeroed."""
         if is_unit(target):
             layer, channel, *pos = target
-            top, a = trace.top_of(layer), trace.value
+            top, a = trace.top_of(layer, "the deconvnet projection"), trace.value
             check_unit(target, tuple(a.shape))  # type: ignore[arg-type]
             keep = (slice(None), channel, *pos)
             signal = torch.zeros_like(a)
             signal[keep] = a[keep] if self.start == "activation" else 1
             return top, signal
-        out, last = trace.output, trace.steps[-1] if trace.steps else None
+        out, last = trace.output, trace.calls[-1] if trace.calls else None
         if not isinstance(out, Tensor) or last is None or out is not last.output or out._version != last.out_version:
             raise UserError("The model's output is not the output of its last layer module, so the deconvnet "
                             "projection cannot start from a class: project a unit ('layer.name', channel) instead.")
@@ -299,7 +232,7 @@ class DeconvnetProjection(Attribution):
                             "('layer.name', channel) instead of a class.")
         signal = torch.zeros_like(out)
         signal[torch.arange(len(out)), class_indices(target, len(out), out.shape[1], out.device)] = 1
-        return len(trace.steps) - 1, signal
+        return len(trace.calls) - 1, signal
 
 
 __all__ = ["STARTS", "DeconvnetProjection"]

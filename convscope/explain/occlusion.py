@@ -13,8 +13,9 @@ Nakandala et al., SIGMOD 2019): each layer recomputes only the box its output ch
 `perturbations_per_eval` window positions at once, and the result equals full re-inference up to float
 rounding. Elsewhere (a residual add or `F.relu` in `forward`, an unknown first layer) every window position is
 one full forward pass; `perturbations_per_eval` then stacks several positions in one batch, which saves
-overhead, not arithmetic. `fast=None` chooses, `fast=True` requires incremental inference (a `UserError`
-names what it cannot follow), `fast=False` always re-runs the whole network.
+overhead, not arithmetic. `fast=None` chooses (incremental where the model allows it and it pays: not for
+one small image through a small network, `Occlusion.pays`), `fast=True` requires incremental inference (a
+`UserError` names what it cannot follow), `fast=False` always re-runs the whole network.
 
 Example:
     >>> occ = Occlusion(model, window=4, stride=2).attribute(x, target=3)     # (B, C, H, W)
@@ -45,6 +46,9 @@ def _pair(v: int | tuple[int, int], what: str) -> tuple[int, int]:
 def window_starts(size: int, window: int, stride: int) -> list[int]:
     """Start of each window along one axis: every `stride` pixels, enough to cover all `size` pixels."""
     return [k * stride for k in range(math.ceil(max(size - window, 0) / stride) + 1)]
+
+
+_MIN_MACS = 1_500_000  # multiply-adds of one forward of the batch below which full re-inference is faster
 
 
 class Occlusion(Attribution):
@@ -93,7 +97,20 @@ class Occlusion(Attribution):
                 raise UserError(f"Occlusion(fast=True) cannot run incrementally on this model: {e} Use fast=None to "
                                 "fall back to full re-inference.") from None
             return None
-        return plan if self.fast or plan.incremental else None
+        if self.fast:
+            return plan
+        return plan if plan.incremental and self.pays(plan) else None
+
+    def pays(self, plan: Plan) -> bool:
+        """Whether incremental inference should beat full re-inference for `plan` (the `fast=None` choice).
+
+        The engine saves multiply-adds but costs Python work per batch of positions (crops, pastes, one call per
+        layer); measured on LeNet-5 (a 2-core CPU), it loses while one forward pass of the batch at one position
+        is under about a million multiply-adds (one 28×28 image: 0.4 M) and wins from there, so it is taken
+        when that pass is over `_MIN_MACS` and the plan saves at least a third of the arithmetic."""
+        counts = plan.macs(self.per_eval)
+        full, inc = sum(f for f, _ in counts.values()), sum(i for _, i in counts.values())
+        return full >= _MIN_MACS * len(plan.starts) and inc * 1.5 <= full
 
     def attribute(self, x: Tensor, target: Target) -> Tensor:
         x = self.prepare(x)

@@ -32,9 +32,11 @@ class _RuleGradient(Attribution):
 
     def attribute(self, x: Tensor, target: Target) -> Tensor:
         x = self.prepare(x)
-        with frozen(self.model), relu_rule(self.model, self.rule):
+        with frozen(self.model):
             x = x.requires_grad_(True)
-            (grad,) = torch.autograd.grad(self.scores(x, target).sum(), x)
+            with relu_rule(self.model, self.rule):  # the rule is in the graph: backward runs outside the mode
+                score = self.scores(x, target).sum()
+            (grad,) = torch.autograd.grad(score, x)
         return grad
 
 

@@ -8,7 +8,7 @@ that need drawing are drawn in worker processes, one per CPU core up to `workers
 Result from disk itself (the same checks as `report/load.py`).
 
     atlas/img/exp-<slug>/<i>.png        the figures, in the page's order
-    atlas/img/exp-<slug>/figures.json   {"key": ..., "figures": [[caption, file name], ...]}
+    atlas/img/exp-<slug>/figures.json   {"key": ..., "figures": [[caption, file name, part], ...]}
 """
 
 from __future__ import annotations
@@ -51,28 +51,29 @@ def figure_key(job: Job) -> str:
     return h.hexdigest()
 
 
-def _cached(folder: Path, key: str) -> list[tuple[str, str]] | None:
-    """The (caption, file) list of a previous drawing with the same key, if all its files are still there."""
+def _cached(folder: Path, key: str) -> list[tuple[str, str, str]] | None:
+    """The (caption, file, part) list of a previous drawing with the same key, if all its files are still there."""
     try:
         index = read_json(folder / INDEX)
-        figures = [(str(c), str(f)) for c, f in index["figures"]]
+        figures = [(str(c), str(f), str(part)) for c, f, part in index["figures"]]
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    if index.get("key") != key or not all((folder / f).is_file() and "/" not in f for _, f in figures):
+    if index.get("key") != key or not all((folder / f).is_file() and "/" not in f for _, f, _ in figures):
         return None
     return figures
 
 
-def _draw(job: Job) -> list[tuple[str, bytes]]:
+def _draw(job: Job) -> list[tuple[str, bytes, str]]:
     """The figures of one experiment, drawn from its saved Result (runs in a worker process)."""
     result = _load_result(job.root, job.dir, [])
-    return [(f.caption, f.png) for f in page_for(result.name).figures(result)]
+    return [(f.caption, f.png, f.part) for f in page_for(result.name).figures(result)]
 
 
-def draw_figures(jobs: list[Job], img_dir: Path, workers: int | None = None) -> dict[str, list[tuple[str, str]]]:
+def draw_figures(jobs: list[Job], img_dir: Path, workers: int | None = None
+                 ) -> dict[str, list[tuple[str, str, str]]]:
     """Draw (or reuse) every job's figures under `img_dir/exp-<slug>/`; returns slug → [(caption, path
-    relative to img_dir)]. `workers` defaults to the CPU count, capped at the number of experiments to draw."""
-    out: dict[str, list[tuple[str, str]]] = {}
+    relative to img_dir, part)]. `workers` defaults to the CPU count, capped at the number of experiments to draw."""
+    out: dict[str, list[tuple[str, str, str]]] = {}
     keys = {job.slug: figure_key(job) for job in jobs}
     todo = []
     for job in jobs:
@@ -80,7 +81,7 @@ def draw_figures(jobs: list[Job], img_dir: Path, workers: int | None = None) -> 
         if cached is None:
             todo.append(job)
         else:
-            out[job.slug] = [(c, f"exp-{job.slug}/{f}") for c, f in cached]
+            out[job.slug] = [(c, f"exp-{job.slug}/{f}", part) for c, f, part in cached]
     n = min(len(todo), workers or os.cpu_count() or 1)
     if n > 1:
         # spawn, not fork: the caller (the lab) may hold torch's thread pools, which do not survive a fork
@@ -91,11 +92,11 @@ def draw_figures(jobs: list[Job], img_dir: Path, workers: int | None = None) -> 
     for job, figures in zip(todo, drawn, strict=True):
         folder = img_dir / f"exp-{job.slug}"
         names = []
-        for i, (caption, png) in enumerate(figures):
+        for i, (caption, png, part) in enumerate(figures):
             atomic_write_bytes(folder / f"{i}.png", png)
-            names.append((caption, f"{i}.png"))
+            names.append((caption, f"{i}.png", part))
         write_json(folder / INDEX, {"key": keys[job.slug], "figures": names})
-        out[job.slug] = [(c, f"exp-{job.slug}/{f}") for c, f in names]
+        out[job.slug] = [(c, f"exp-{job.slug}/{f}", part) for c, f, part in names]
     return out
 
 

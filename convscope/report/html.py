@@ -9,6 +9,8 @@ the Jinja2 templates beside this file, and says on the pages what is absent:
     atlas/layer-<name>.html     one per conv layer (layers.npz): filter grid, activation maps of test images
     atlas/exp-<name>.html       one per experiment (experiments/NAME/result.json): metrics beside the
                                 published values, provenance, figures, notes
+    atlas/exp-<name>--<part>.html  one per part of an experiment with parts (a conv layer of the
+                                Zeiler–Fergus study), linked from the experiment's page
     atlas/atlas.css, atlas/img/ the style sheet and every image, so the folder works from file://
 
 Every file is written atomically (`convscope.io`). Figures come from `figures.py`.
@@ -289,21 +291,24 @@ class _Atlas:
             return None
         return a
 
-    def experiment_page(self, exp: SavedExperiment, drawn: list[tuple[str, str]]) -> Path:
-        """What was found (summary, headline table), the figures, the notes, then every metric, folded.
+    def experiment_page(self, exp: SavedExperiment, drawn: list[tuple[str, str, str]]) -> Path:
+        """What was found (summary, headline table), the figures, the notes, then every metric, folded; and a
+        page of its own for each of the experiment's parts (`ExperimentPage.parts`), linked from it.
 
-        `drawn` holds the page's figures, already drawn into img/ (`drawing.draw_figures`): (caption, path)."""
+        `drawn` holds the page's figures, already drawn into img/ (`drawing.draw_figures`): (caption, path, part)."""
         r = exp.result
         href = f"exp-{exp.slug}.html"
         if r is None:  # the lab skipped it: say why and how to add it
             return self.page(href, "skipped.html", exp.slug, exp=exp)
         page = page_for(r.name)
-        figs = []
-        for caption, rel in drawn:
+        figs: list[dict] = []
+        by_part: dict[str, list[dict]] = {}
+        for caption, rel, part in drawn:
             self.written.add(f"img/{rel}")
             with open(self.out / "img" / rel, "rb") as f:
                 head = f.read(24)
-            figs.append({"caption": caption, "src": f"img/{rel}", "is_image": True, "small": _small_png(head)})
+            fig = {"caption": caption, "src": f"img/{rel}", "is_image": True, "small": _small_png(head)}
+            (by_part.setdefault(part, []) if part else figs).append(fig)
         if drawn:
             self.written.add(f"img/exp-{exp.slug}/{INDEX}")
         for i, (caption, rel) in enumerate(r.figures.items()):  # files a user's own experiment saved
@@ -316,6 +321,14 @@ class _Atlas:
             href_img = self.image(f"exp-{exp.slug}/file-{i}-{safe_name(Path(str(rel)).name)}", data)
             figs.append({"caption": caption, "src": href_img, "is_image": suffix in _WEB_IMAGE and suffix != ".svg",
                          "small": _small_png(data)})
+        titles = page.parts(r)
+        part_links = []
+        for key in [*titles, *(k for k in by_part if k not in titles)]:
+            title, lede = titles.get(key, (key, ""))
+            part_href = f"exp-{exp.slug}--{safe_name(key)}.html"
+            self.page(part_href, "part.html", title, result=r, exp_href=href, lede=lede,
+                      figures=by_part.get(key, []))
+            part_links.append(Link(part_href, key, title))
         metrics = [self._metric(exp.slug, k, v) for k, v in r.metrics.items()]
         for m in metrics:
             m["published"] = r.published.get(m["name"])
@@ -331,6 +344,7 @@ class _Atlas:
             headline=page.headline(r),
             metrics=metrics,
             figures=figs,
+            part_links=part_links,
             arrays=arrays,
             where=str(exp.dir.relative_to(self.run_files.root)) if exp.dir != self.run_files.root else ".",
         )

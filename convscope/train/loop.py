@@ -6,6 +6,13 @@ with worker processes. The permutation of epoch e comes from a generator seeded 
 the learning rate is a pure function of the step, so a run resumed from the checkpoint of epoch k
 continues exactly as if it had never stopped (checked in tests/train/test_resume.py).
 
+Launched on several processes (`--nproc N`, torchrun; train/distributed.py), `fit` wraps the model in
+DistributedDataParallel, each rank trains on its part of every global batch (`distributed.batch_slice`:
+the batch size stays the global one, split across the processes), the epoch's loss, accuracy and test
+figures are summed over the ranks, and rank 0 alone writes the metrics and checkpoints. BatchNorm statistics
+are each rank's own unless `sync_bn` swaps the layers for SyncBatchNorm during the run (GPUs only). A checkpoint
+holds nothing per rank, so a run may resume on another number of processes that divides the batch size.
+
 `fit` takes a `TrainConfig` or the recipe fields as keywords (`fit(model, train, test, epochs=1)`), and
 like every function here that takes a user's model it hands each module back in the train/eval mode it
 came in (`hooks.eval_mode`): a BatchNorm frozen in eval mode stays frozen.
@@ -24,12 +31,14 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from convscope.config import TrainConfig, from_dict, to_dict
 from convscope.errors import ArgumentError, UserError
 from convscope.hooks import eval_mode, model_device
 from convscope.io import append_jsonl, atomic_write_text, read_jsonl
 from convscope.train.checkpoint import has_checkpoint, load_checkpoint, restore, save_checkpoint
+from convscope.train.distributed import SYNC_BN_NEEDS_CUDA, World, all_sum, batch_slice, sync_batchnorm, world
 
 EpochCallback = Callable[[dict[str, Any]], None]
 
@@ -88,21 +97,39 @@ def lr_at(cfg: TrainConfig, step: int, total: int) -> float:
 @torch.no_grad()
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 2000) -> dict[str, float]:
     """Mean cross-entropy and accuracy of `model` on (x, y), in eval mode; each module's own mode is restored."""
+    loss, correct = _eval_sums(model, x, y, batch_size)
+    n = max(len(x), 1)
+    return {"loss": loss / n, "acc": correct / n}
+
+
+def _eval_sums(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> tuple[float, int]:
+    """Summed cross-entropy and number of correct predictions of `model` on (x, y), in eval mode."""
     device = model_device(model)
     loss, correct = 0.0, 0
-    with eval_mode(model):
+    with torch.no_grad(), eval_mode(model):
         for i in range(0, len(x), batch_size):
             xb, yb = x[i:i + batch_size].to(device), y[i:i + batch_size].to(device)
             out = model(xb)
             loss += F.cross_entropy(out, yb, reduction="sum").item()
             correct += (out.argmax(1) == yb).sum().item()
+    return loss, correct
+
+
+def _evaluate_shared(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int,
+                     w: World) -> dict[str, float]:
+    """`evaluate` with the test set cut into one contiguous part per rank and the sums added (exact counts)."""
+    if w.size == 1:
+        return evaluate(model, x, y, batch_size)
+    bounds = [len(x) * r // w.size for r in range(w.size + 1)]
+    part = slice(bounds[w.rank], bounds[w.rank + 1])
+    loss, correct = all_sum(torch.tensor(_eval_sums(model, x[part], y[part], batch_size), dtype=torch.float64))[0]
     n = max(len(x), 1)
-    return {"loss": loss / n, "acc": correct / n}
+    return {"loss": loss.item() / n, "acc": int(correct.item()) / n}
 
 
 # The TrainConfig fields `fit` reads; the others (model, data, device, subsets) belong to a run (train/run.py).
 RECIPE_FIELDS = ("epochs", "batch_size", "optimizer", "lr", "momentum", "weight_decay", "label_smoothing",
-                 "grad_clip", "schedule", "warmup", "seed", "eval_batch_size", "keep_epochs")
+                 "grad_clip", "schedule", "warmup", "seed", "eval_batch_size", "keep_epochs", "sync_bn")
 
 
 def fit(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor], test: tuple[torch.Tensor, torch.Tensor],
@@ -115,27 +142,29 @@ def fit(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor], test: tuple[
     replacing its fields. With `out_dir`, each epoch appends a row to `out_dir/metrics.jsonl` and saves
     a checkpoint under `out_dir/checkpoint/` (the last epoch's, or with `keep_epochs` every epoch's model
     weights, `train.checkpoint.epoch_weights`); `resume=True` continues from that checkpoint. The model
-    trains on its own device and, once trained, has each module's train/eval mode as it came in.
+    trains on its own device and, once trained, has each module's train/eval mode as it came in. In a
+    process group (train/distributed.py) every rank calls `fit` alike and rank 0 writes the files.
 
     Example:
         >>> result = fit(create_model("lenet5"), (x_train, y_train), (x_test, y_test), epochs=1, lr=0.01)
         >>> result.final["test_acc"]
     """
     cfg = _recipe(cfg, recipe)
+    modes = {m: m.training for m in model.modules()}  # before any BatchNorm is swapped for a SyncBatchNorm
     run = _setup(model, train, test, cfg, out_dir, resume, provenance)
-    modes = {m: m.training for m in model.modules()}
     # Adam's second-moment buffers and MNIST's zero background produce subnormal floats, which the
     # CPU handles in microcode: flushing them to zero makes LeNet-5 training 2-4x faster on x86. The
     # flag is process-wide, so it is switched off again when training ends (float64 analyses after it
     # and other libraries expect IEEE subnormals).
     torch.set_flush_denormal(True)
-    bar = _Progress(enabled=progress, total=run.total_steps, done=run.start_epoch * run.steps_per_epoch)
+    bar = _Progress(enabled=progress and run.world.main, total=run.total_steps,
+                    done=run.start_epoch * run.steps_per_epoch)
     try:
         for epoch in range(run.start_epoch, cfg.epochs):
             row = _train_epoch(model, run, cfg, epoch, bar)
             run.result.history.append(row)
             bar.note(row)
-            if out_dir is not None:
+            if out_dir is not None and run.world.main:
                 _save_epoch(model, run, epoch)
             if on_epoch is not None:
                 on_epoch(row)
@@ -143,6 +172,7 @@ def fit(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor], test: tuple[
     finally:
         bar.close()
         torch.set_flush_denormal(False)
+        run.unsync()
         for m, mode in modes.items():
             m.training = mode
     return run.result
@@ -173,6 +203,8 @@ class _Run:
     y_train: torch.Tensor
     x_test: torch.Tensor
     y_test: torch.Tensor
+    net: nn.Module  # what the steps call: the model, or DistributedDataParallel around it
+    world: World
     optimizer: torch.optim.Optimizer
     steps_per_epoch: int
     total_steps: int
@@ -183,15 +215,18 @@ class _Run:
     result: FitResult
     start_epoch: int
     keep_epochs: bool = False
+    unsync: Callable[[], None] = lambda: None  # puts back the BatchNorm layers `sync_batchnorm` swapped
 
 
 def _setup(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor], test: tuple[torch.Tensor, torch.Tensor],
            cfg: TrainConfig, out_dir: str | Path | None, resume: bool, provenance: dict[str, Any] | None) -> _Run:
     """Move the data to the model, build the optimizer, and resume from `out_dir`'s checkpoint if asked."""
     device = model_device(model)
+    w = world()
+    batch_slice(0, cfg.batch_size, w)  # a batch size that does not split across the processes fails here
     steps_per_epoch = max(len(train[0]) // cfg.batch_size, 1)  # drop the ragged last batch
     run = _Run(train[0].to(device), train[1].to(device), test[0].to(device), test[1].to(device),
-               make_optimizer(cfg, model.parameters()), steps_per_epoch, cfg.epochs * steps_per_epoch,
+               model, w, make_optimizer(cfg, model.parameters()), steps_per_epoch, cfg.epochs * steps_per_epoch,
                to_dict(cfg), dict(provenance or {}),
                Path(out_dir) / "checkpoint" if out_dir is not None else None,
                Path(out_dir) / "metrics.jsonl" if out_dir is not None else None, FitResult(), 0, cfg.keep_epochs)
@@ -202,9 +237,17 @@ def _setup(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor], test: tup
         # Keep only the rows of epochs the checkpoint covers (a crash may have logged one more).
         run.result.history = [r for r in read_jsonl(run.metrics_path) if r["epoch"] <= run.start_epoch]
         run.result.train_seconds = sum(r.get("seconds", 0.0) for r in run.result.history)
-        _rewrite_jsonl(run.metrics_path, run.result.history)
-    elif run.metrics_path is not None and run.metrics_path.exists():
+        if w.main:
+            _rewrite_jsonl(run.metrics_path, run.result.history)
+    elif run.metrics_path is not None and run.metrics_path.exists() and w.main:
         run.metrics_path.unlink()
+    if w.size > 1 and cfg.sync_bn:
+        if device.type != "cuda":
+            raise UserError(SYNC_BN_NEEDS_CUDA)
+        run.unsync = sync_batchnorm(model)  # the last step before DDP: nothing between may fail
+    if w.size > 1:
+        # After the checkpoint is restored: DDP starts every rank from rank 0's weights (the same ones here).
+        run.net = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
     return run
 
 
@@ -222,9 +265,9 @@ def _train_epoch(model: nn.Module, run: _Run, cfg: TrainConfig, epoch: int, bar:
         lr = lr_at(cfg, step, run.total_steps)
         for group in run.optimizer.param_groups:
             group["lr"] = lr
-        idx = perm[i * cfg.batch_size:(i + 1) * cfg.batch_size]
+        idx = perm[batch_slice(i, cfg.batch_size, run.world)]  # this rank's part of the global batch
         xb, yb = run.x_train[idx], run.y_train[idx]
-        out = model(xb)
+        out = run.net(xb)
         loss = F.cross_entropy(out, yb, label_smoothing=cfg.label_smoothing)
         run.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -236,10 +279,11 @@ def _train_epoch(model: nn.Module, run: _Run, cfg: TrainConfig, epoch: int, bar:
         run_correct += (out.detach().argmax(1) == yb).sum()
         if i % 20 == 0 or i == run.steps_per_epoch - 1:
             bar.update(step + 1, epoch=epoch + 1, epochs=cfg.epochs, loss=loss.item())
+    run_loss, run_correct = all_sum(run_loss, run_correct)
     seconds = time.perf_counter() - t0
     run.result.train_seconds += seconds
     seen = run.steps_per_epoch * cfg.batch_size
-    test_metrics = evaluate(model, run.x_test, run.y_test, cfg.eval_batch_size)
+    test_metrics = _evaluate_shared(model, run.x_test, run.y_test, cfg.eval_batch_size, run.world)
     return {"epoch": epoch + 1, "train_loss": run_loss.item() / seen, "train_acc": run_correct.item() / seen,
             "test_loss": test_metrics["loss"], "test_acc": test_metrics["acc"], "lr": lr, "seconds": seconds}
 

@@ -5,6 +5,9 @@ a directory that holds a different run is refused unless `overwrite=True`; the s
 with `resume=True`, reused as it is when complete (`reuse=True`, what `lab` does), and otherwise
 refused with a sentence saying which flag to pass. After training it saves what the atlas needs
 (`run.json`, `summary.json`, `layers.npz`/`layers.json`; layout in convscope/io.py).
+
+In a process group (train/distributed.py) every rank runs `train_run` alike, on its own device
+(`cuda:LOCAL_RANK` on GPUs); rank 0 alone writes, and the run directory must be one every rank sees.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from convscope.models.loading import build, load_weights
 from convscope.models.summary import summarize
 from convscope.result import versions
 from convscope.train.checkpoint import has_checkpoint, load_checkpoint, restore
+from convscope.train.distributed import barrier, local_device, world
 from convscope.train.loop import FitResult, fit, resolve_device
 
 ATLAS_SAMPLES = 6  # test images whose activation maps the atlas shows
@@ -92,18 +96,25 @@ def train_run(cfg: TrainConfig, out_dir: str | Path, *, resume: bool = False, ov
         if not (resume or (reuse and finished)):
             hint = "it is complete; pass --overwrite to train again" if finished else "pass --resume to continue it"
             raise RunDirError(f"{out_dir} already holds this run (epoch {state['epoch']}/{cfg.epochs}): {hint}.")
-    elif overwrite and out_dir.exists():
+    elif overwrite and out_dir.exists() and world().main:
         for sub in ("checkpoint", "metrics.jsonl", "run.json", "summary.json", "layers.npz", "layers.json"):
             p = out_dir / sub
             shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
 
+    barrier()  # every rank has read the directory before rank 0 trains into it
     t0 = time.perf_counter()
-    device = resolve_device(cfg.device)
-    (x_train, y_train), (x_test, y_test), data_info = load_data(cfg, root=root, progress=progress)
+    device = local_device(resolve_device(cfg.device))
+    w = world()
+    if not w.main:
+        barrier()  # rank 0 fetches and caches the data first; the others then read the cache
+    (x_train, y_train), (x_test, y_test), data_info = load_data(cfg, root=root, progress=progress and w.main)
+    if w.main:
+        barrier()
     model = build_model(cfg, in_channels=x_train.shape[1], num_classes=len(data_info["classes"]), device=device)
     provenance = {"seed": cfg.seed, "versions": versions(), "device": str(device),
                   "input_shape": list(x_train.shape[1:]),
-                  "data_checksum": data_info["train_checksum"], "data": data_info}
+                  "data_checksum": data_info["train_checksum"], "data": data_info,
+                  "world_size": w.size, "threads_per_process": torch.get_num_threads()}
 
     if state is not None and not overwrite and state["epoch"] >= cfg.epochs:
         ckpt = load_checkpoint(out_dir / "checkpoint", map_location=device)
@@ -117,6 +128,8 @@ def train_run(cfg: TrainConfig, out_dir: str | Path, *, resume: bool = False, ov
         history, trained, train_seconds = fit_result.history, True, fit_result.train_seconds
         model.eval()  # the run's own model, handed back ready to use, as a reused one is
 
+    if not w.main:
+        return RunOutcome(out_dir=out_dir, model=model, history=history, trained=trained)
     write_atlas_inputs(model, out_dir, x_test, y_test, data_info["classes"])
     wall = time.perf_counter() - t0
     if not trained:  # a reused run keeps the wall time of the run that trained it, not of this reuse

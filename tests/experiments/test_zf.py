@@ -39,6 +39,9 @@ def test_a_tiny_zf_run_saves_everything_the_page_draws(tmp_path):
     assert r.metrics["deconv_vs_gradient_max_abs_diff"] < 1e-5
     assert set(r.metrics["feature_settle_epoch_by_layer"]["s0"]) == {"features.conv1", "features.conv2"}
     assert 0 < r.metrics["occlusion_pointing_chance"]["s0"] < 1
+    # the black square's measure uses the same images and region: the same chance, its own hits
+    assert r.metrics["occlusion_pointing_background_chance"]["s0"] == r.metrics["occlusion_pointing_chance"]["s0"]
+    assert r.arrays["s0.pointing_background.hit"].shape == (10,)
     assert r.metrics["occlusion_max_rel_diff_vs_full"] < 1e-4  # incremental occlusion against full re-inference
     assert sorted(p.name for p in (tmp_path / "runs" / "0-lenet5-mnist" / "checkpoint").glob("model-*")) == [
         "model-0001.safetensors", "model-0002.safetensors"]
@@ -67,3 +70,22 @@ def test_projection_of_one_unit_per_example_equals_the_rule_gradient(name):
         for b, u in enumerate(units):
             torch.testing.assert_close(batched[b:b + 1], rule.attribute(x[b:b + 1], (layer, *u)), atol=1e-6,
                                        rtol=1e-5)
+
+
+@pytest.mark.slow
+def test_zf_on_the_users_cifar10_files(tmp_path, monkeypatch):
+    from tests.data.fakes import pin_tiny, write_cifar
+
+    _, arrays, _ = write_cifar(tmp_path / "data", "cifar10", {"train": 120, "test": 40}, as_tar=False)
+    pin_tiny(monkeypatch, "cifar10", arrays)
+    train = TrainConfig(model="allconv-c", data="cifar10", model_args={"width": 0.05}, epochs=2, batch_size=40,
+                        device="cpu", keep_epochs=True)
+    cfg = ZFConfig(train=train, second=None, root=str(tmp_path / "data"), scan_images=60, evolution_images=40,
+                   evolution_channels=2, panel_images=1, pointing_images=4, top_k=2)
+    run_experiment("zf", tmp_path / "out", cfg, progress=False)
+    r = Result.load(tmp_path / "out")
+    assert r.metrics["per_study"]["s0"]["dataset"] == "cifar10"
+    assert r.arrays["s0.panel.images"].shape[1:] == (3, 32, 32)  # colour images keep their channels
+    layer = r.metrics["per_study"]["s0"]["conv_layers"][0]
+    assert r.arrays[f"s0.top.{layer}.patch"].shape[2] == 3 and r.arrays[f"s0.top.{layer}.proj"].shape[2] == 3
+    assert figures_drawn(tmp_path / "out", "zf") == 4 + len(r.metrics["per_study"]["s0"]["conv_layers"])

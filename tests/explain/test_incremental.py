@@ -20,14 +20,32 @@ from tests.explain.conftest import zoo
 from tests.usermodels import user_model
 
 
-def _taken(model: nn.Module, x: torch.Tensor, target, **setup) -> bool:
-    """Whether `Occlusion(model, **setup)` takes the incremental path for (x, target)."""
+def _plan(model: nn.Module, x: torch.Tensor, target, always: bool = False, **setup) -> Plan | None:
+    """The plan `Occlusion(model, **setup)` uses for (x, target); with `always`, as if the engine always paid."""
     occ = Occlusion(model, **setup)
+    if always:
+        occ.pays = lambda plan: True
     H, W = x.shape[2:]
     starts = torch.tensor([(y, xx) for y in window_starts(H, occ.window[0], occ.stride[0])
                            for xx in window_starts(W, occ.window[1], occ.stride[1])])
     with torch.no_grad(), frozen(model):
-        return occ.plan(occ.prepare(x), target, starts) is not None
+        return occ.plan(occ.prepare(x), target, starts)
+
+
+def _taken(model: nn.Module, x: torch.Tensor, target, **setup) -> bool:
+    """Whether the model allows `Occlusion(model, **setup)` an incremental path for (x, target), whether or not
+    it pays here (the test models are small)."""
+    return _plan(model, x, target, always=True, **setup) is not None
+
+
+def test_the_default_takes_the_engine_only_where_it_pays():
+    model, x = zoo("lenet5")
+    model.eval()
+    one = x[:1]
+    assert _plan(model, one, 2, window=4, stride=1) is None  # one 28×28 image: 0.4 M multiply-adds a pass
+    assert _plan(model, one.repeat(8, 1, 1, 1), 2, window=4, stride=1) is not None
+    assert _plan(model, one, 2, window=4, stride=1, fast=True) is not None  # asked for, it is used
+    assert _plan(model, one.repeat(8, 1, 1, 1), 2, window=28, stride=1) is None  # nothing to save
 
 
 def _close(fast: torch.Tensor, full: torch.Tensor, rel: float) -> None:

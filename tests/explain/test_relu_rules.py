@@ -164,6 +164,14 @@ def test_activations_without_a_rule_are_refused_by_name(method):
     with pytest.raises(UserError, match="gelu"):
         method(FunctionalGelu()).attribute(torch.rand(1, 1, 28, 28), 0)
 
+    class Inner(nn.Module):
+        def forward(self, x):
+            return F.gelu(x)
+
+    nested = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Sequential(nn.Identity(), Inner()), nn.Flatten(), nn.Linear(1352, 3))
+    with pytest.raises(UserError, match=r"gelu in module '1\.1'"):  # the innermost module that called it
+        method(nested).attribute(torch.rand(1, 1, 28, 28), 0)
+
 
 def test_the_rule_ends_with_the_call():
     model = Spelled("F.relu").eval()

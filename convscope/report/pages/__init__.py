@@ -7,7 +7,9 @@ its page here turns them into what a reader meets, in this order:
 2. `headline(r)`: one row per figure compared with a published (or theoretical) value: the measured
    mean ± std over seeds in one cell, the published value and source, and whether it reproduces;
 3. `figures(r)`: `(caption, PNG bytes)` pairs, drawn now from `r.arrays`, `r.metrics` and `r.by_seed`,
-   so a style change never needs the study to run again.
+   so a style change never needs the study to run again. A figure with a `part` goes on a page of its own
+   (`parts(r)` gives each part's title and lede), linked from the experiment's page: one page per conv layer
+   of the Zeiler–Fergus study, say.
 
 A page registers with `@register_page(name)` (the Result's `name`); a Result with no page (a user's
 own experiment) gets `ExperimentPage`'s defaults: the headline table and no figures.
@@ -31,6 +33,7 @@ class Figure:
 
     caption: str
     png: bytes
+    part: str = ""  # the key of the part page it goes on; "" for the experiment's own page
 
 
 @dataclass
@@ -59,6 +62,10 @@ class ExperimentPage:
 
     def figures(self, r: Result) -> list[Figure]:
         return []
+
+    def parts(self, r: Result) -> dict[str, tuple[str, str]]:
+        """Part key -> (title, lede) of each page of its own, in the order they are linked."""
+        return {}
 
     def headline(self, r: Result) -> list[Row]:
         return [self.row(r, key, pub) for key, pub in r.published.items()]

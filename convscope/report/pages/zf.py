@@ -221,20 +221,20 @@ def settle_figure(r: Result) -> bytes:
 
 def pointing_figure(r: Result) -> bytes:
     """Occlusion pointing beside its chance baseline, for each network and evidence region."""
-    keys = _studies(r)
-    fig = MplFigure(figsize=(7.0, 3.2), layout="constrained")
-    ax = fig.add_subplot()
-    labels, width = [], 0.38
-    for i, key in enumerate(keys):
-        for j, (suffix, what) in enumerate((("", "ink"), ("_projection", "top 10 % |projection|"))):
+    bars = []  # (label, hit, chance)
+    for key in _studies(r):
+        for suffix, what in (("", "ink, grey square"), ("_projection", "top 10 % |projection|"),
+                             ("_background", "ink, black square")):
             hit = r.metrics.get(f"occlusion_pointing{suffix}", {}).get(key)
-            chance = r.metrics.get(f"occlusion_pointing{suffix}_chance", {}).get(key)
-            x = 2 * i + j
             if hit is not None:
-                ax.bar(x - width / 2, hit, width, color="C0", label="largest drop inside" if x == 0 else None)
-                ax.bar(x + width / 2, chance, width, color="0.7", label="chance" if x == 0 else None)
-                ax.text(x - width / 2, hit + 0.01, f"{hit:.0%}", ha="center", fontsize=7)
-            labels.append(f"{_name(r, key)}\n{what}")
+                bars.append((f"{_name(r, key)}\n{what}", hit, r.metrics[f"occlusion_pointing{suffix}_chance"][key]))
+    fig = MplFigure(figsize=(min(12.0, 2.5 + 1.5 * len(bars)), 3.2), layout="constrained")
+    ax = fig.add_subplot()
+    labels, width = [label for label, _, _ in bars], 0.38
+    for x, (_, hit, chance) in enumerate(bars):
+        ax.bar(x - width / 2, hit, width, color="C0", label="largest drop inside" if x == 0 else None)
+        ax.bar(x + width / 2, chance, width, color="0.7", label="chance" if x == 0 else None)
+        ax.text(x - width / 2, hit + 0.01, f"{hit:.0%}", ha="center", fontsize=7)
     ax.set_xticks(range(len(labels)), labels, fontsize=7)
     ax.set_ylim(0, 1.08)
     ax.set_ylabel("fraction of test images")
@@ -276,9 +276,13 @@ class ZFPage(ExperimentPage):
             if not settle or hit is None:
                 continue
             order = ", ".join(f"{_short(n)} {v:g}" for n, v in settle.items())
+            dark = r.metrics.get("occlusion_pointing_background", {}).get(key)
+            dark_chance = r.metrics.get("occlusion_pointing_background_chance", {}).get(key)
+            black = "" if dark is None else (f" ({dark:.0%} against {dark_chance:.0%} with a black square, the "
+                                             "background's colour)")
             parts.append(f"In {_name(r, key)} the strongest training image of a channel stops changing at epoch "
                          f"{order} (median); occluding the position where the correct class's probability falls "
-                         f"most hits the object in {hit:.0%} of test images, against {chance:.0%} by chance.")
+                         f"most hits the object in {hit:.0%} of test images, against {chance:.0%} by chance{black}.")
         diff = r.metrics.get("deconv_vs_gradient_max_abs_diff")
         if diff is not None:
             parts.append(f"The explicit deconvnet projection equals the deconvnet-rule gradient to {diff:.2g}.")
@@ -295,13 +299,16 @@ class ZFPage(ExperimentPage):
                                 measured=", ".join(f"{_short(n)} {v:g}" for n, v in settle.items()),
                                 published=str(pub.value) if pub else "", source=pub.source if pub else SOURCE,
                                 verdict=verdict, status=status))
-            hit = r.metrics.get("occlusion_pointing", {}).get(key)
-            if hit is not None:
-                chance = r.metrics["occlusion_pointing_chance"][key]
+            for suffix, square in (("", "grey"), ("_background", "black")):
+                hit = r.metrics.get(f"occlusion_pointing{suffix}", {}).get(key)
+                if hit is None:
+                    continue
+                chance = r.metrics[f"occlusion_pointing{suffix}_chance"][key]
                 n = int(_study(r, key).get("pointing_images", 0))
                 verdict, status = _pointing_verdict(hit, chance, n)
                 pub = r.published.get("occlusion_pointing")
-                rows.append(Row(figure=f"occlusion pointing: largest drop on the object, {_name(r, key)}",
+                rows.append(Row(figure=f"occlusion pointing ({square} square): largest drop on the object, "
+                                       f"{_name(r, key)}",
                                 measured=f"{hit:.1%} (chance {chance:.1%}, {n} images)",
                                 published=str(pub.value) if pub else "", source=pub.source if pub else SOURCE,
                                 verdict=verdict, status=status))
@@ -315,7 +322,9 @@ class ZFPage(ExperimentPage):
         if keys:
             figs.append(Figure("Occlusion pointing: the share of test images whose largest drop of the correct "
                                "class's probability is centred on the object (blue), beside the share of square "
-                               "positions centred there (grey: a position drawn at random).", pointing_figure(r)))
+                               "positions centred there (grey: a position drawn at random). With the paper's grey "
+                               "square (the mean pixel) on a black background the square is a shape of its own; a "
+                               "black square, the background's colour, hides without drawing.", pointing_figure(r)))
             figs.append(Figure("Settle epochs (left) and how much of the final top-9 each epoch already has "
                                "(right): the paper finds lower layers converge within a few epochs and upper "
                                "layers only later.", settle_figure(r)))
@@ -335,5 +344,15 @@ class ZFPage(ExperimentPage):
                         f"{name}, {n}, Fig. 2: for every channel, its 9 strongest training images, each as the input "
                         "patch under the activation's receptive field (left block, grey) beside the deconvnet "
                         "projection of that one activation (right block; red drives the unit). Pale cells are "
-                        "outside the image.", top9_figure(r, key, n)))
+                        "outside the image.", top9_figure(r, key, n), part=f"{key}-{_short(n)}"))
         return figs
+
+    def parts(self, r: Result) -> dict[str, tuple[str, str]]:
+        """One page per conv layer of each study: the top-9 grids of every channel (the paper's Fig. 2)."""
+        return {f"{key}-{_short(n)}": (
+            f"{_name(r, key)}: {n}, top-9 training images of every channel",
+            f"Each channel of {n} with the 9 training images that excite it most, found in one streaming pass over "
+            "the training set: the input patch under the receptive field and the deconvnet projection of that "
+            "activation, as Zeiler and Fergus's Fig. 2.")
+            for key in _studies(r) for n in _study(r, key).get("conv_layers", [])
+            if f"{key}.top.{n}.patch" in r.arrays}

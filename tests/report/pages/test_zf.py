@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from convscope.report import render_atlas
 from convscope.report.pages import page_for
 from convscope.result import Published, Result
 from tests.report.pages.render import decode
@@ -62,3 +63,32 @@ def test_figures_are_pngs_one_top9_per_layer():
     assert len(figs) == 2 + 2 + 2
     for f in figs:
         assert decode(f.png).shape[0] > 50
+    assert [f.part for f in figs] == ["", "", "", "", "s0-conv1", "s0-conv2"]  # the top-9 grids go on layer pages
+
+
+def test_the_atlas_has_one_page_per_conv_layer_linked_from_the_experiment(tmp_path):
+    _result({"features.conv1": 1, "features.conv2": 3}).save(tmp_path)
+    atlas = render_atlas(tmp_path).parent
+    pages = sorted(p.name for p in atlas.glob("exp-*.html"))
+    exp = next(p for p in pages if "--" not in p)
+    main = (atlas / exp).read_text(encoding="utf-8")
+    parts = [p for p in pages if "--" in p]
+    assert len(parts) == 2 and all(f'href="{p}"' in main for p in parts)
+    assert main.count('src="img/') == 4  # pointing, settle, Fig. 7, Fig. 4 stay on the experiment's page
+    for p, layer in zip(parts, ("features.conv1", "features.conv2"), strict=True):
+        html = (atlas / p).read_text(encoding="utf-8")
+        assert f"{layer}, top-9" in html and html.count('src="img/') == 1 and f'href="{exp}"' in html
+        src = html.split('src="', 1)[1].split('"', 1)[0]
+        assert decode((atlas / src).read_bytes()).shape[0] > 50
+
+
+def test_the_black_square_measure_gets_its_own_row_and_bar():
+    r = _result({"features.conv1": 1, "features.conv2": 3}, hit=0.15, chance=0.4)
+    r.metrics["occlusion_pointing_background"] = {"s0": 0.7}
+    r.metrics["occlusion_pointing_background_chance"] = {"s0": 0.4}
+    rows = [row for row in page_for("zf").headline(r) if "pointing" in row.figure]
+    assert [("grey" in row.figure, row.status) for row in rows] == [(True, "off"), (False, "ok")]
+    assert "70% against 40% with a black square" in page_for("zf").summary(r)
+    three = decode(page_for("zf").figures(r)[0].png)
+    two = decode(page_for("zf").figures(_result({"features.conv1": 1, "features.conv2": 3}))[0].png)
+    assert three.shape[1] > two.shape[1]  # one more pair of bars
