@@ -309,6 +309,9 @@ def taps(model: nn.Module, names: list[str], cut: bool = False
 
 # The ReLU rules of guided backpropagation and the deconvnet: how the gradient passes a ReLU.
 RELU_RULES = ("guided", "deconvnet")
+# Lucid's "redirected" ReLU gradient for feature visualisation: ordinary, except that an example whose gradient a
+# ReLU stops entirely gets the gradient that would push its negative inputs up. Other nonlinearities keep theirs.
+REDIRECT = "redirect"
 _RELU = {F.relu, torch.relu, torch.Tensor.relu}
 _RELU_INPLACE = {torch.relu_, torch.Tensor.relu_}
 # Elementwise nonlinearities for which neither rule is defined: their use is an error, not an ordinary gradient.
@@ -322,12 +325,14 @@ _UNDEFINED_MODULES = (nn.GELU, nn.SiLU, nn.ELU, nn.SELU, nn.CELU, nn.LeakyReLU, 
 
 class _RuleReLU(torch.autograd.Function):
     """ReLU forward; backward by `rule`: "guided" passes max(g, 0) where the input was positive (Springenberg
-    et al. 2015), "deconvnet" passes max(g, 0) whatever the input's sign (Zeiler & Fergus 2014)."""
+    et al. 2015), "deconvnet" passes max(g, 0) whatever the input's sign (Zeiler & Fergus 2014), "redirect" passes
+    g where the input was positive and, for an example where that is zero everywhere, g where the input was
+    negative and g < 0 (the descent direction pushes the input up: Lucid's `redirected_relu_grad`)."""
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, state: _ReLURuleMode, inplace: bool) -> torch.Tensor:
         ctx.state = state  # the rule is read at backward time: one forward pass can serve two rules
-        ctx.save_for_backward(x > 0)
+        ctx.save_for_backward(x > 0, x < 0)
         if inplace:
             ctx.mark_dirty(x)
             return x.clamp_(min=0)
@@ -335,10 +340,17 @@ class _RuleReLU(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
-        (positive,) = ctx.saved_tensors
+        positive, negative = ctx.saved_tensors
         rule = ctx.state.rule
         if rule == "ordinary":
             return grad * positive, None, None
+        if rule == REDIRECT:
+            relu_grad = grad * positive
+            pushed_up = grad * (negative & (grad < 0))
+            if grad.ndim < 2:  # no batch dimension: one example
+                return torch.where((relu_grad != 0).any(), relu_grad, pushed_up), None, None
+            alive = relu_grad.flatten(1).ne(0).any(1)  # (B,): the ordinary gradient reaches this example
+            return torch.where(alive.view(-1, *[1] * (grad.ndim - 1)), relu_grad, pushed_up), None, None
         grad = grad.clamp(min=0)
         return (grad * positive if rule == "guided" else grad), None, None
 
@@ -363,7 +375,7 @@ class _ReLURuleMode(TorchFunctionMode):
                 return out
             inplace = func in _RELU_INPLACE or bool(kwargs.get("inplace", args[1] if len(args) > 1 else False))
             return _RuleReLU.apply(args[0], self, inplace)
-        if func in _UNDEFINED:
+        if func in _UNDEFINED and self.rule != REDIRECT:
             name = self.caller()
             where = f" in module {name!r}" if name else ""
             raise UserError(f"The forward pass calls {getattr(func, '__name__', func)}{where}, for which the "
@@ -400,12 +412,16 @@ def relu_rule(model: nn.Module, rule: str) -> Iterator[_ReLURuleMode]:
 
     The block yields an object whose `rule` is read when the graph is differentiated: set it to "ordinary"
     between two backward passes of one forward pass to get the plain gradient (guided Grad-CAM needs both).
+
+    `rule="redirect"` (feature visualisation's, `REDIRECT`) changes only the ReLUs' gradient for examples that a
+    ReLU would cut off entirely; every other nonlinearity keeps its ordinary gradient, so no model is refused.
     """
-    if rule not in RELU_RULES:
+    if rule not in (*RELU_RULES, REDIRECT):
         raise UserError(f"Unknown ReLU rule {rule!r}: use {' or '.join(RELU_RULES)}.")
     modules = dict(model.named_modules())
-    odd = [name or type(model).__name__ for name, m in modules.items()
-           if isinstance(m, _UNDEFINED_MODULES) or getattr(m, "activation_kind", "relu") != "relu"]
+    odd = [] if rule == REDIRECT else [
+        name or type(model).__name__ for name, m in modules.items()
+        if isinstance(m, _UNDEFINED_MODULES) or getattr(m, "activation_kind", "relu") != "relu"]
     if odd:
         raise UserError(f"The {rule} rule is defined only on ReLUs, and this model has other activations in "
                         f"{', '.join(odd[:5])}{' …' if len(odd) > 5 else ''}: use a gradient method (saliency, "
@@ -414,5 +430,5 @@ def relu_rule(model: nn.Module, rule: str) -> Iterator[_ReLURuleMode]:
         yield mode
 
 
-__all__ = ["RELU_RULES", "LeafCall", "LeafTrace", "activations", "conv_layers", "conv_weight", "eval_mode",
+__all__ = ["REDIRECT", "RELU_RULES", "LeafCall", "LeafTrace", "activations", "conv_layers", "conv_weight", "eval_mode",
            "frozen", "get_layer", "model_device", "model_dtype", "record", "relu_rule", "taps", "trace_modules"]

@@ -4,7 +4,8 @@ import pytest
 import torch
 from torch import nn
 
-from convscope.hooks import activations, record
+from convscope.errors import UserError
+from convscope.hooks import REDIRECT, activations, record, relu_rule
 
 
 def _net():
@@ -39,3 +40,22 @@ def test_no_hook_survives_and_reuse_raises():
     with pytest.raises(RuntimeError, match="more than once"), record(net, ["1"]):
         net(torch.randn(1, 3))
     assert not any(m._forward_hooks or m._forward_pre_hooks for m in net.modules())
+
+
+def test_the_redirect_rule_by_hand():
+    """Example 0: every input negative, so the ordinary gradient is zero and the redirected one passes g where
+    g < 0 (pushing the input up). Example 1: one positive input, so the ordinary gradient stands."""
+    x = torch.tensor([[-1.0, -2.0, -0.5], [1.0, -3.0, -1.0]], requires_grad=True)
+    g = torch.tensor([[-1.0, 2.0, -3.0], [5.0, -4.0, 6.0]])
+    model = nn.Sequential(nn.ReLU(), nn.GELU())  # another nonlinearity is not refused: it keeps its gradient
+    with relu_rule(model, REDIRECT):
+        y = model[0](x)
+    assert torch.equal(y, x.detach().clamp(min=0))
+    y.backward(g)
+    assert x.grad.tolist() == [[-1.0, 0.0, -3.0], [5.0, 0.0, 0.0]]
+    with relu_rule(model, REDIRECT):
+        model(torch.ones(2, 3))
+    assert not model[0]._forward_hooks and not model._forward_pre_hooks
+    with pytest.raises(UserError, match="other activations"):
+        with relu_rule(model, "guided"):
+            pass
