@@ -39,19 +39,13 @@ from convscope.analysis.pooling import edge_maps
 from convscope.analysis.reconstruction import crelu_features, reconstruct
 from convscope.analysis.topk import receptive_box, top_examples
 from convscope.errors import UserError
-from convscope.explain.featurevis import (
-    channel,
-    jitter,
-    own_channel_activation,
-    pixel_image,
-    total_variation,
-    visualize,
-    visualize_channels,
-)
 from convscope.explain.occlusion_maps import occlusion_maps
 from convscope.hooks import activations, conv_layers, eval_mode, get_layer, record
 from convscope.models import create_model
 from convscope.models.summary import summarize
+from convscope.optvis import objective_values, param, render, render_channels
+from convscope.optvis.objectives import channel, class_logit, diversity, total_variation
+from convscope.optvis.transforms import standard
 from convscope.train.loop import evaluate
 from convscope.train.run import write_atlas_inputs
 from tests.untouched import assert_untouched, snapshot
@@ -147,10 +141,15 @@ INSTRUMENTS: dict[str, tuple[Callable[[nn.Module, Case], Any], dict[str, str]]] 
     "reconstruct": (lambda m, c: reconstruct(get_layer(m, c.conv), c.x[:2], iters=5), {}),
     "crelu_features": (lambda m, c: crelu_features(get_layer(m, c.conv), c.x, nn.MaxPool2d(2)), {}),
     "edge_maps": (lambda m, c: edge_maps(c.x, get_layer(m, c.conv)), {}),
-    "visualize": (lambda m, c: visualize(m, channel(c.conv, 0) - 1e-3 * total_variation(),
-                                         pixel_image((1, *c.input_shape), "cpu"), [jitter(1)], steps=2), {}),
-    "visualize_channels": (lambda m, c: visualize_channels(m, c.conv, input_shape=c.input_shape, steps=2), {}),
-    "own_channel_activation": (lambda m, c: own_channel_activation(m, c.conv, c.x[:4]), {}),
+    "optvis.render": (lambda m, c: render(m, channel(c.conv, 0) + class_logit(1) + diversity(c.conv)
+                                          - 1e-3 * total_variation(), param.image((2, *c.input_shape)),
+                                          standard(*c.input_shape[1:]), steps=2), {}),
+    "optvis.render_channels": (lambda m, c: render_channels(m, c.conv, [0, 1], input_shape=c.input_shape, steps=2),
+                               {}),
+    "optvis.render_channels of a reused module": (
+        lambda m, c: render_channels(m, c.reused or c.conv, [0], input_shape=c.input_shape, steps=2),
+        {"user": "'block.relu' runs more than once"}),
+    "optvis.objective_values": (lambda m, c: objective_values(m, channel(c.conv, 0), c.x[:4]), {}),
     "summarize": (lambda m, c: summarize(m, c.input_shape), {}),
     "top_examples": (lambda m, c: top_examples(m, c.x, k=3), {}),
     "receptive_box": (lambda m, c: receptive_box(m, c.conv, 1, 1, c.input_shape[1:]), {}),

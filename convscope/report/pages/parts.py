@@ -438,15 +438,23 @@ class PartsPage(ExperimentPage):
         if not blocks:
             return None
         m = r.metrics
-        how = ", ".join(f"{label} {m[k]:g}" for k, label in (("featurevis_steps", "Adam steps"),
-                                                              ("featurevis_jitter", "jitter (px)"),
-                                                              ("featurevis_l2", "L2 pull to grey"))
-                        if isinstance(m.get(k), (int, float)))
+        how = [f"{m['featurevis_steps']:g} Adam steps"] if isinstance(m.get("featurevis_steps"), (int, float)) else []
+        if isinstance(m.get("featurevis_fft"), bool):
+            how.append("a Fourier-space image with a 1/f spectrum" if m["featurevis_fft"] else "free pixels")
+        if m.get("featurevis_transforms") is True:
+            how.append("Lucid's random pad, jitter, scale and rotation scaled to 28×28")
+        elif isinstance(m.get("featurevis_jitter"), (int, float)):  # a result saved before optvis
+            how.append(f"jitter {m['featurevis_jitter']:g} px")
+        if isinstance(m.get("featurevis_l2"), (int, float)) and m["featurevis_l2"] > 0:
+            how.append(f"L2 pull to grey {m['featurevis_l2']:g}")
+        detail = " (" + ", ".join(how) + ")" if how else ""
         return Figure("The input each conv filter of the trained LeNet-5 (max pooling) responds to most: gradient "
-                      f"ascent from a random image with the weights fixed{f' ({how})' if how else ''}. On the mean "
-                      "of a conv1 map, which is linear in the image, the best input is flat at the sign of the "
-                      "filter's sum; on the centre unit it is the filter's pattern inside the receptive field, "
-                      "grey outside.", image_grid(blocks))
+                      f"ascent from a random image with the weights fixed{detail}, "
+                      "all filters of a layer in one batch. On the mean of a conv1 map, which is linear in the "
+                      "image, the best input is flat at the sign of the filter's sum, whatever the "
+                      "parameterisation; on the centre unit it is the filter's pattern inside the receptive field "
+                      "(grey outside it for free pixels, smooth low frequencies for a Fourier image).",
+                      image_grid(blocks))
 
     def _depth(self, r: Result) -> Figure | None:
         depths: Any = r.metrics.get("depth_by_model")

@@ -44,7 +44,8 @@ def parts_result(**metrics: object) -> Result:
         "linear_collapse_max_abs_diff": 2.0e-6, "acc_with_activation": 0.985, "acc_without_activation": 0.914,
         "train_noise_sigma": 0.3, "dropout": 0.3, "acc_clean_trained_clean": 0.98, "acc_noise_trained_clean": 0.975,
         "acc_clean_trained_under_noise": [0.98, 0.9, 0.71], "acc_noise_trained_under_noise": [0.975, 0.95, 0.88],
-        "featurevis_layers": ["features.conv1", "features.conv2"], "featurevis_steps": 128, "featurevis_jitter": 1,
+        "featurevis_layers": ["features.conv1", "features.conv2"], "featurevis_steps": 128, "featurevis_fft": True,
+        "featurevis_transforms": True,
         "featurevis_l2": 0.01, "depth_by_model": {"lenet5": 5, "alexnet": 8, "vgg16": 16}, "depth_vgg16": 16,
         "depth_lenet5": 5,
     }
@@ -93,6 +94,8 @@ def test_every_figure_is_drawn_from_the_saved_result(saved: Path) -> None:
         assert img.shape[0] > 150 and img.shape[1] > 300, fig.caption
         assert img[..., :3].std() > 0.02, fig.caption  # something is drawn, not a blank canvas
         assert len(fig.caption) > 80 and fig.caption.endswith(".")
+    featurevis = next(f.caption for f in figures if f.caption.startswith("The input each conv filter"))
+    assert "(128 Adam steps, a Fourier-space image with a 1/f spectrum, Lucid's random pad" in featurevis
 
 
 def test_summary_states_the_measured_numbers(saved: Path) -> None:
