@@ -56,6 +56,7 @@ class TrainConfig:
     train_subset: int | None = None
     test_subset: int | None = None
     keep_epochs: bool = False  # keep every epoch's model weights in the checkpoint, not only the last
+    sync_bn: bool = False  # on several GPU processes, BatchNorm statistics over the global batch (nn.SyncBatchNorm)
 
 
 C = TypeVar("C")

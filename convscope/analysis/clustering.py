@@ -14,6 +14,12 @@ measure that clustering on held-out images:
   trace(S_W) = Σ_i ‖x_i − μ_{c(i)}‖² and trace(S_B) = Σ_c n_c ‖μ_c − μ‖²; it does not change when a
   layer's features are scaled, so layers of different sizes and ranges compare.
 
+Both figures need every held-out image's representation, so `clustering_scan` computes them batch by batch
+and, with `distributed=True` in a `torch.distributed` process group, each rank runs the forward passes of its
+share of the batches (`shards.rank_batches`), the representations are put back in dataset order on every
+rank (`shards.gather_examples`), and the k-NN queries' chunks are dealt out too, their correct votes summed:
+the one-process figures exactly.
+
 Example:
     >>> names = representation_layers(model, x)              # every layer that runs once, in forward order
     >>> reps = {"input": x, **activations(model, x, names)}
@@ -27,7 +33,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from convscope.hooks import eval_mode, model_device, trace_modules
+from convscope.hooks import activations, eval_mode, model_device, trace_modules
+from convscope.shards import gather_examples, rank_batches, sum_over_ranks
 
 
 @dataclass
@@ -70,7 +77,7 @@ def representation_layers(model: nn.Module, x: torch.Tensor | None = None) -> li
 
 @torch.no_grad()
 def knn_accuracy(features: torch.Tensor, labels: torch.Tensor, k: int = 5, reference_fraction: float = 0.5,
-                 seed: int = 0, chunk: int = 1024) -> float:
+                 seed: int = 0, chunk: int = 1024, distributed: bool = False) -> float:
     """Accuracy of a k-NN classifier fitted on a seeded part of (features, labels), scored on the rest.
 
     Args:
@@ -80,6 +87,8 @@ def knn_accuracy(features: torch.Tensor, labels: torch.Tensor, k: int = 5, refer
         reference_fraction: share of the samples used as references; the others are the queries.
         seed: seed of the split.
         chunk: queries per `cdist` call (memory is chunk × references).
+        distributed: every rank holds all of (features, labels) and votes on its share of the query chunks;
+            all get the one-process accuracy.
     """
     x = features.flatten(1).float()  # (N, D)
     y = labels.to(x.device)
@@ -93,15 +102,15 @@ def knn_accuracy(features: torch.Tensor, labels: torch.Tensor, k: int = 5, refer
     num_classes = int(y.max()) + 1
     # The nearest neighbour weighs 1 + k·eps, the k-th 1 + eps: a tie in counts goes to the nearer ones.
     weights = 1 + 1e-3 * torch.arange(k, 0, -1, device=x.device, dtype=torch.float64)  # (k,)
-    correct = 0
-    for start in range(0, len(query), chunk):
-        q = query[start:start + chunk]
+    correct = torch.zeros((), dtype=torch.int64)
+    for part in rank_batches(len(query), chunk) if distributed else torch.arange(len(query)).split(chunk):
+        q = query[part.to(x.device)]
         dist = torch.cdist(x[q], x[ref])  # (chunk, n_ref)
         nearest = dist.topk(k, dim=1, largest=False).indices  # (chunk, k), nearest first
         votes = torch.zeros(len(q), num_classes, dtype=torch.float64, device=x.device)
         votes.scatter_add_(1, y[ref][nearest], weights.expand(len(q), k))
         correct += int((votes.argmax(1) == y[q]).sum())
-    return correct / len(query)
+    return int(sum_over_ranks(correct) if distributed else correct) / len(query)
 
 
 @torch.no_grad()
@@ -120,7 +129,7 @@ def scatter_ratio(features: torch.Tensor, labels: torch.Tensor) -> float:
 
 
 def layer_clustering(representations: dict[str, torch.Tensor], labels: torch.Tensor, k: int = 5,
-                     seed: int = 0) -> LayerClustering:
+                     seed: int = 0, chunk: int = 1024, distributed: bool = False) -> LayerClustering:
     """k-NN accuracy and scatter ratio of each representation (e.g. from `hooks.activations`).
 
     Args:
@@ -128,13 +137,43 @@ def layer_clustering(representations: dict[str, torch.Tensor], labels: torch.Ten
         labels: (N,) classes of those images.
         k: neighbours of the k-NN vote.
         seed: seed of the reference/query split (the same split for every layer).
+        chunk: k-NN queries per `cdist` call (`knn_accuracy`).
+        distributed: the k-NN query chunks are shared out over the ranks (`knn_accuracy`).
     """
     names = list(representations)
     return LayerClustering(
         layers=names,
-        knn_acc=[knn_accuracy(representations[n], labels, k=k, seed=seed) for n in names],
+        knn_acc=[knn_accuracy(representations[n], labels, k=k, seed=seed, chunk=chunk, distributed=distributed)
+                 for n in names],
         scatter_ratio=[scatter_ratio(representations[n], labels) for n in names],
     )
 
 
-__all__ = ["LayerClustering", "knn_accuracy", "layer_clustering", "representation_layers", "scatter_ratio"]
+def clustering_scan(model: nn.Module, x: torch.Tensor, labels: torch.Tensor, layers: list[str] | None = None, *,
+                    k: int = 5, seed: int = 0, batch_size: int = 256, chunk: int = 1024,
+                    distributed: bool = False) -> LayerClustering:
+    """`layer_clustering` of the input and of each layer's outputs on the held-out images `x` (N, C, H, W).
+
+    Args:
+        layers: dotted names (default: `representation_layers(model, x)`).
+        batch_size: images per forward pass.
+        chunk: k-NN queries per `cdist` call.
+        distributed: `x` and `labels` are the whole set on every rank of the process group; each runs its share
+            of the batches and all get the one-process figures (in one process: the plain pass).
+
+    Example:
+        >>> clustering_scan(model, x_test, y_test, k=5).knn_acc     # one accuracy per representation
+    """
+    names = list(layers) if layers is not None else representation_layers(model, x)
+    batches = rank_batches(len(x), batch_size) if distributed else list(torch.arange(len(x)).split(batch_size))
+    parts = [activations(model, x[i], names) for i in batches]
+    index = torch.cat(batches) if batches else torch.zeros(0, dtype=torch.long)
+    reps = {"input": x}
+    for name in names:
+        mine = torch.cat([p.pop(name) for p in parts]) if parts else torch.zeros(0)  # (n_rank, ...)
+        reps[name] = gather_examples(mine, index, len(x)) if distributed else mine
+    return layer_clustering(reps, labels, k=k, seed=seed, chunk=chunk, distributed=distributed)
+
+
+__all__ = ["LayerClustering", "clustering_scan", "knn_accuracy", "layer_clustering", "representation_layers",
+           "scatter_ratio"]

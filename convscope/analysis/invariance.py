@@ -30,9 +30,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from convscope.analysis.shards import gather_rows, rank_batches, sum_over_ranks
 from convscope.errors import UserError
 from convscope.hooks import activations
+from convscope.shards import gather_rows, rank_batches, sum_over_ranks
 
 Transform = Callable[[torch.Tensor], torch.Tensor]
 

@@ -36,9 +36,9 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from convscope.analysis.shards import rank_batches
 from convscope.errors import InputShapeError, UserError
 from convscope.hooks import LeafTrace, conv_layers, frozen, get_layer, model_device, model_dtype, record, trace_modules
+from convscope.shards import rank_batches
 
 Box = tuple[int, int, int, int]  # (y0, y1, x0, x1), rows y0..y1-1 and columns x0..x1-1
 

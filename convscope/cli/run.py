@@ -74,6 +74,9 @@ def train(
     set_: TrainSets = None,
     root: Root = None,
     nproc: Nproc = 1,
+    sync_bn: Annotated[bool, flag("--sync-bn", help="With several GPU processes, normalise BatchNorm layers with "
+                                  "the statistics of the whole global batch (nn.SyncBatchNorm); without it each "
+                                  "process uses its own part's. Refused on the CPU.")] = False,
     quiet: Quiet = False,
 ) -> None:
     """Train a model; metrics go to OUT/metrics.jsonl and a checkpoint is saved every epoch.
@@ -100,8 +103,14 @@ def train(
     device = device or os.environ.get("CONVSCOPE_DEVICE")
     cfg = resolve(TrainConfig, config, set_, model=model, data=data, epochs=epochs, batch_size=batch_size,
                   optimizer=optimizer, lr=lr, schedule=schedule, seed=seed, device=device,
-                  weights=str(weights) if weights is not None else None)
+                  weights=str(weights) if weights is not None else None, sync_bn=sync_bn or None)
     out = out or Path("runs") / f"{cfg.model.rpartition(':')[2]}-{cfg.data}"  # path/file.py:factory → factory
+    if cfg.sync_bn and nproc > 1:
+        from convscope.train.distributed import SYNC_BN_NEEDS_CUDA
+        from convscope.train.loop import resolve_device
+
+        if resolve_device(cfg.device).type != "cuda":
+            raise UserError(SYNC_BN_NEEDS_CUDA)
     if launch_workers(nproc, _train_argv(cfg, out, resume, overwrite, root, quiet), run_dir=out,
                       batch_size=cfg.batch_size):
         return

@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from convscope.analysis.clustering import layer_clustering, representation_layers
+from convscope.analysis.clustering import clustering_scan, representation_layers
 from convscope.analysis.linearity import affine_map, max_affine_error
 from convscope.analysis.polarity import (
     exact_polarity_swap,
@@ -242,8 +242,7 @@ def _background(bg_net: nn.Module, clean: nn.Module, x_test: torch.Tensor, y_tes
 
 def _clustering(cfg: RecosConfig, clean: nn.Module, x: torch.Tensor, y: torch.Tensor) -> SeedMeasures:
     """k-NN accuracy and scatter ratio of every layer of the clean network on held-out test images."""
-    reps = {"input": x, **activations(clean, x, representation_layers(clean))}
-    clus = layer_clustering(reps, y, k=cfg.knn_k)
+    clus = clustering_scan(clean, x, y, representation_layers(clean), k=cfg.knn_k, batch_size=len(x))
     return SeedMeasures(per_layer={"knn_acc_by_layer": list(clus.knn_acc),
                                    "scatter_ratio_by_layer": list(clus.scatter_ratio)}, layers=list(clus.layers))
 

@@ -42,7 +42,7 @@ from convscope.errors import UserError
 from convscope.experiments import register_experiment
 from convscope.explain import Occlusion, create_method
 from convscope.explain.deconvnet import DeconvnetProjection
-from convscope.explain.occlusion_maps import ink_region, occlusion_maps, occlusion_pointing, top_fraction_region
+from convscope.explain.occlusion_maps import ink_region, occlusion_maps, pointing_scan, top_fraction_region
 from convscope.hooks import activations, conv_layers
 from convscope.result import Published, Result, provenance
 from convscope.train.checkpoint import epoch_weights, load_epoch_weights
@@ -270,24 +270,20 @@ def _occlusion(cfg: ZFConfig, st: Study, key: str, arrays: dict[str, np.ndarray]
                    f"{key}.panel.rows": np.array(maps.rows), f"{key}.panel.cols": np.array(maps.cols)})
     idx = torch.randperm(len(y_test), generator=torch.Generator().manual_seed(cfg.seed + 3))[:cfg.pointing_images]
     t = time.perf_counter()
-    hits: dict[str, list] = {"ink": [], "projection": [], "background": []}
-    for s in range(0, len(idx), 50):
-        xb, yb = x_test[idx[s:s + 50]], y_test[idx[s:s + 50]]
-        mb = occlusion_maps(st.model, xb, yb, **kw)
-        hits["ink"].append(occlusion_pointing(mb, ink_region(xb, cfg.ink_threshold)))
-        hits["projection"].append(occlusion_pointing(mb, top_fraction_region(mb.projection, cfg.projection_top)))
-        if cfg.background_fill is not None:
-            dark = occlusion_maps(st.model, xb, yb, **{**kw, "fill": cfg.background_fill})
-            hits["background"].append(occlusion_pointing(dark, ink_region(xb, cfg.ink_threshold)))
+    def ink(xb: torch.Tensor, _maps: Any) -> torch.Tensor:
+        return ink_region(xb, cfg.ink_threshold)
+
+    regions = {"ink": ink, "projection": lambda _xb, m: top_fraction_region(m.projection, cfg.projection_top)}
+    hits = pointing_scan(st.model, x_test[idx], y_test[idx], regions, batch_size=50, **kw)
+    if cfg.background_fill is not None:
+        hits["background"] = pointing_scan(st.model, x_test[idx], y_test[idx], {"background": ink}, batch_size=50,
+                                           **{**kw, "fill": cfg.background_fill})["background"]
     seconds = time.perf_counter() - t
     out: dict[str, Any] = {"occlusion_fill": fill, "occlusion_layer": maps.layer,
                            "occlusion_positions": len(maps.rows) * len(maps.cols),
                            "occlusion_images_per_second": len(idx) / seconds, "pointing_images": len(idx)}
-    for region, parts in hits.items():
-        if not parts:
-            continue
-        hit = torch.cat([p.hit for p in parts]).numpy()
-        chance = torch.cat([p.chance for p in parts]).numpy()
+    for region, pointing in hits.items():
+        hit, chance = pointing.hit.numpy(), pointing.chance.numpy()
         suffix = "" if region == "ink" else f"_{region}"
         arrays[f"{key}.pointing{suffix}.hit"], arrays[f"{key}.pointing{suffix}.chance"] = hit, chance
         out[f"occlusion_pointing{suffix}"] = float(hit.mean())

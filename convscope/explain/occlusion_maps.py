@@ -20,6 +20,11 @@ pixels brighter than a threshold, the digit's strokes on MNIST; or `top_fraction
 position picked at random would score. The fraction of hits over a test set, beside the chance baseline,
 says how often occlusion points at the object, as the paper shows for its three images.
 
+`pointing_scan` does it over a whole test set, batch by batch, for several regions at once; with
+`distributed=True` in a `torch.distributed` process group each rank occludes its share of the batches
+(`shards.rank_batches`) and every rank gets every image's result in dataset order (`shards.gather_examples`),
+the one-process result exactly.
+
 Window positions follow `explain.occlusion.window_starts` (the same grid as `Occlusion`; the last row and
 column of windows may be cut off at the border). With `stride == window` the windows tile the image and the
 probability map equals `Occlusion(model, window, stride, baseline=fill, output="probability")` up to the
@@ -33,7 +38,8 @@ Example:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, fields
 
 import torch
 from torch import Tensor, nn
@@ -43,6 +49,7 @@ from convscope.explain.base import class_indices
 from convscope.explain.occlusion import window_starts
 from convscope.explain.relu_rules import Deconvnet
 from convscope.hooks import conv_layers, frozen, model_device, record
+from convscope.shards import gather_examples, rank_batches
 
 
 @dataclass
@@ -171,6 +178,42 @@ def occlusion_pointing(maps: OcclusionMaps, region: Tensor) -> Pointing:
     return Pointing(best=torch.stack([r, c], 1), drop=top, hit=hit, chance=inside.flatten(1).float().mean(1))
 
 
+Region = Callable[[Tensor, OcclusionMaps], Tensor]  # (a batch of images, their maps) -> (B, H, W) bool
+
+
+def pointing_scan(model: nn.Module, x: Tensor, target: Tensor, regions: dict[str, Region], *, batch_size: int = 50,
+                  distributed: bool = False, **occlusion: object) -> dict[str, Pointing]:
+    """`occlusion_pointing` of every image of `x` (N, C, H, W) with correct classes `target` (N,), per region.
+
+    Args:
+        regions: name -> the evidence region of a batch, e.g. `lambda xb, maps: ink_region(xb)`.
+        batch_size: images per `occlusion_maps` call.
+        distributed: `x` and `target` are the whole set on every rank of the process group; each occludes its
+            share of the batches and all get the one-process result (in one process: the plain pass).
+        occlusion: `occlusion_maps`'s keywords window, stride, fill, layer.
+
+    Example:
+        >>> hits = pointing_scan(model, x_test, y_test, {"ink": lambda xb, _: ink_region(xb)}, window=7)
+        >>> hits["ink"].fraction, hits["ink"].chance_fraction
+    """
+    if len(target) != len(x):
+        raise UserError(f"pointing_scan needs one class per image: {len(target)} classes for {len(x)} images.")
+    batches = rank_batches(len(x), batch_size) if distributed else list(torch.arange(len(x)).split(batch_size))
+    parts: dict[str, list[Pointing]] = {name: [] for name in regions}
+    for i in batches:
+        maps = occlusion_maps(model, x[i], target[i], **occlusion)  # type: ignore[arg-type]
+        for name, region in regions.items():
+            parts[name].append(occlusion_pointing(maps, region(x[i], maps)))
+    index = torch.cat(batches) if batches else torch.zeros(0, dtype=torch.long)
+    out = {}
+    for name, ps in parts.items():
+        joined = {f.name: torch.cat([getattr(p, f.name) for p in ps]) if ps else torch.zeros(0)
+                  for f in fields(Pointing)}
+        out[name] = Pointing(**{f: gather_examples(t, index, len(x)) if distributed else t
+                                for f, t in joined.items()})
+    return out
+
+
 def ink_region(x: Tensor, threshold: float = 0.5) -> Tensor:
     """(B, H, W): the pixels where any channel of `x` exceeds `threshold` (the strokes of an MNIST digit)."""
     return (x > threshold).any(1)
@@ -187,4 +230,5 @@ def top_fraction_region(attribution: Tensor, q: float = 0.1) -> Tensor:
     return (a >= cut[:, None, None]) & (a > 0)
 
 
-__all__ = ["OcclusionMaps", "Pointing", "ink_region", "occlusion_maps", "occlusion_pointing", "top_fraction_region"]
+__all__ = ["OcclusionMaps", "Pointing", "Region", "ink_region", "occlusion_maps", "occlusion_pointing", "pointing_scan",
+           "top_fraction_region"]

@@ -16,6 +16,12 @@ same run are bit-for-bit the same (tests/train/test_distributed.py):
   meets the same batch as in one process, and the results merge exactly (`analysis.topk.gather_topk`,
   summed counts).
 
+BatchNorm layers keep per-process statistics under DistributedDataParallel: each rank normalises with the mean
+and variance of its own part of the batch (B/W examples) and keeps its own running averages (rank 0's are
+saved). `sync_batchnorm` (`--sync-bn`) swaps them for `nn.SyncBatchNorm` for the run, so every rank normalises
+with the statistics of the whole global batch; torch synchronises them only for CUDA (and other accelerator)
+tensors, so on the CPU it is refused.
+
 Each process pins its torch thread count to its share of the cores (`threads_per_process`); the count is
 part of the provenance, since it can change the bits.
 
@@ -36,7 +42,7 @@ import socket
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +50,7 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+from torch import nn
 
 from convscope.errors import UserError
 
@@ -122,6 +129,35 @@ def process_group(device: torch.device) -> Iterator[World]:
         yield world()
     finally:
         dist.destroy_process_group()
+
+
+SYNC_BN_NEEDS_CUDA = ("--sync-bn (sync_bn) needs CUDA devices, since torch synchronises BatchNorm statistics only "
+                      "between GPUs: leave it out on the CPU, where each process keeps its own statistics.")
+
+
+def sync_batchnorm(model: nn.Module) -> Callable[[], None]:
+    """Swap each BatchNorm layer inside `model` for an `nn.SyncBatchNorm` that shares its parameters and buffers;
+    returns the function that puts the model's own layers back.
+
+    The state dict keeps its keys and values (a checkpoint saved meanwhile loads into the plain model), and what
+    the run learns lands in the original layers' tensors.
+    """
+    swapped: dict[int, nn.Module] = {}  # id(BatchNorm) -> its SyncBatchNorm: a layer registered twice stays one
+    places: list[tuple[nn.Module, str, nn.Module]] = []
+    for name, module in model.named_modules(remove_duplicate=False):
+        if name and isinstance(module, nn.modules.batchnorm._BatchNorm) and not isinstance(module, nn.SyncBatchNorm):
+            parent, _, child = name.rpartition(".")
+            places.append((model.get_submodule(parent), child, module))
+    for parent, child, module in places:
+        if id(module) not in swapped:
+            swapped[id(module)] = nn.SyncBatchNorm.convert_sync_batchnorm(module)
+        setattr(parent, child, swapped[id(module)])
+
+    def back() -> None:
+        for parent, child, module in places:
+            setattr(parent, child, module)
+
+    return back
 
 
 def batch_slice(step: int, batch_size: int, w: World) -> slice:

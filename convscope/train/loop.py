@@ -9,7 +9,8 @@ continues exactly as if it had never stopped (checked in tests/train/test_resume
 Launched on several processes (`--nproc N`, torchrun; train/distributed.py), `fit` wraps the model in
 DistributedDataParallel, each rank trains on its part of every global batch (`distributed.batch_slice`:
 the batch size stays the global one, split across the processes), the epoch's loss, accuracy and test
-figures are summed over the ranks, and rank 0 alone writes the metrics and checkpoints. A checkpoint
+figures are summed over the ranks, and rank 0 alone writes the metrics and checkpoints. BatchNorm statistics
+are each rank's own unless `sync_bn` swaps the layers for SyncBatchNorm during the run (GPUs only). A checkpoint
 holds nothing per rank, so a run may resume on another number of processes that divides the batch size.
 
 `fit` takes a `TrainConfig` or the recipe fields as keywords (`fit(model, train, test, epochs=1)`), and
@@ -37,7 +38,7 @@ from convscope.errors import ArgumentError, UserError
 from convscope.hooks import eval_mode, model_device
 from convscope.io import append_jsonl, atomic_write_text, read_jsonl
 from convscope.train.checkpoint import has_checkpoint, load_checkpoint, restore, save_checkpoint
-from convscope.train.distributed import World, all_sum, batch_slice, world
+from convscope.train.distributed import SYNC_BN_NEEDS_CUDA, World, all_sum, batch_slice, sync_batchnorm, world
 
 EpochCallback = Callable[[dict[str, Any]], None]
 
@@ -128,7 +129,7 @@ def _evaluate_shared(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_s
 
 # The TrainConfig fields `fit` reads; the others (model, data, device, subsets) belong to a run (train/run.py).
 RECIPE_FIELDS = ("epochs", "batch_size", "optimizer", "lr", "momentum", "weight_decay", "label_smoothing",
-                 "grad_clip", "schedule", "warmup", "seed", "eval_batch_size", "keep_epochs")
+                 "grad_clip", "schedule", "warmup", "seed", "eval_batch_size", "keep_epochs", "sync_bn")
 
 
 def fit(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor], test: tuple[torch.Tensor, torch.Tensor],
@@ -149,8 +150,8 @@ def fit(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor], test: tuple[
         >>> result.final["test_acc"]
     """
     cfg = _recipe(cfg, recipe)
+    modes = {m: m.training for m in model.modules()}  # before any BatchNorm is swapped for a SyncBatchNorm
     run = _setup(model, train, test, cfg, out_dir, resume, provenance)
-    modes = {m: m.training for m in model.modules()}
     # Adam's second-moment buffers and MNIST's zero background produce subnormal floats, which the
     # CPU handles in microcode: flushing them to zero makes LeNet-5 training 2-4x faster on x86. The
     # flag is process-wide, so it is switched off again when training ends (float64 analyses after it
@@ -171,6 +172,7 @@ def fit(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor], test: tuple[
     finally:
         bar.close()
         torch.set_flush_denormal(False)
+        run.unsync()
         for m, mode in modes.items():
             m.training = mode
     return run.result
@@ -213,6 +215,7 @@ class _Run:
     result: FitResult
     start_epoch: int
     keep_epochs: bool = False
+    unsync: Callable[[], None] = lambda: None  # puts back the BatchNorm layers `sync_batchnorm` swapped
 
 
 def _setup(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor], test: tuple[torch.Tensor, torch.Tensor],
@@ -238,6 +241,10 @@ def _setup(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor], test: tup
             _rewrite_jsonl(run.metrics_path, run.result.history)
     elif run.metrics_path is not None and run.metrics_path.exists() and w.main:
         run.metrics_path.unlink()
+    if w.size > 1 and cfg.sync_bn:
+        if device.type != "cuda":
+            raise UserError(SYNC_BN_NEEDS_CUDA)
+        run.unsync = sync_batchnorm(model)  # the last step before DDP: nothing between may fail
     if w.size > 1:
         # After the checkpoint is restored: DDP starts every rank from rank 0's weights (the same ones here).
         run.net = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)

@@ -13,12 +13,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch import nn
 
 from convscope.cli.run import _train_argv
 from convscope.config import TrainConfig, resolve
 from convscope.errors import UserError
 from convscope.train.distributed import (
     LAUNCHED_BY_CONVSCOPE,
+    SYNC_BN_NEEDS_CUDA,
     WorkerError,
     World,
     _failure,
@@ -26,6 +28,7 @@ from convscope.train.distributed import (
     batch_slice,
     local_device,
     report_error,
+    sync_batchnorm,
     world,
 )
 
@@ -122,6 +125,48 @@ def test_nproc_is_refused_when_it_cannot_work(tmp_path, monkeypatch):
     result = invoke("train", "lenet5", "--out", str(tmp_path / "r"), "--nproc", "2")
     assert result.exit_code == 2 and "started by torchrun" in result.output
     assert not (tmp_path / "r").exists()
+
+
+def _bn_net() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(),
+                         nn.Sequential(nn.Flatten(), nn.Linear(4 * 26 * 26, 10), nn.BatchNorm1d(10)))
+
+
+def _norms(model: nn.Module) -> list[nn.Module]:
+    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
+def test_sync_bn_swaps_the_layers_for_the_run_and_keeps_their_state_dict():
+    model, plain = _bn_net(), _bn_net()
+    own, keys = _norms(model), list(model.state_dict())
+    back = sync_batchnorm(model)
+    assert [type(m) for m in _norms(model)] == [nn.SyncBatchNorm] * 2
+    assert list(model.state_dict()) == keys  # a checkpoint saved with --sync-bn loads into the plain model
+    x = torch.rand(8, 1, 28, 28)
+    with torch.no_grad():
+        assert torch.equal(model.train()(x), plain.train()(x))  # one process: SyncBatchNorm is BatchNorm
+    back()
+    assert all(a is b for a, b in zip(_norms(model), own, strict=True))  # the model's own layers are back ...
+    for (key, a), b in zip(model.state_dict().items(), plain.state_dict().values(), strict=True):
+        assert torch.equal(a, b), key  # ... holding the statistics the swapped layers updated
+    assert int(own[0].num_batches_tracked) == 1
+    plain.load_state_dict(model.state_dict())
+
+
+def test_sync_bn_is_refused_on_the_cpu_in_one_sentence(tmp_path, monkeypatch, tiny_data):
+    from convscope.train import loop
+    from tests.cli.test_cli import invoke
+
+    result = invoke("train", "lenet5", "--out", str(tmp_path / "r"), "--nproc", "2", "--sync-bn", "--device", "cpu")
+    assert result.exit_code == 2 and SYNC_BN_NEEDS_CUDA in " ".join(result.output.split())
+    assert not (tmp_path / "r").exists()
+    # under torchrun (no --nproc), fit finds it out before anything is swapped or wrapped
+    monkeypatch.setattr(loop, "world", lambda: World(rank=0, size=2))
+    model = _bn_net()
+    with pytest.raises(UserError, match="needs CUDA devices"):
+        loop.fit(model, *tiny_data, epochs=1, batch_size=64, sync_bn=True, progress=False)
+    assert [type(m) for m in _norms(model)] == [nn.BatchNorm2d, nn.BatchNorm1d]
 
 
 # ------------------------------------------------------------------------------------ two real processes

@@ -1,5 +1,6 @@
 """Dataset scans on two torch.distributed processes (gloo, loopback) equal the one-process scans exactly:
-the top-9 examples per channel and the invariance scores (thresholds, firing rates, scores)."""
+the top-9 examples per channel, the invariance scores (thresholds, firing rates, scores), the layer clustering
+figures (k-NN accuracy, scatter ratio) and occlusion pointing over the images (per image, two regions)."""
 
 from __future__ import annotations
 
@@ -10,10 +11,12 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from convscope.analysis import shards
+from convscope import shards
+from convscope.analysis.clustering import clustering_scan
 from convscope.analysis.invariance import invariance_scores
 from convscope.analysis.topk import top_examples
 from convscope.errors import UserError
+from convscope.explain.occlusion_maps import ink_region, pointing_scan, top_fraction_region
 from convscope.models import create_model
 
 LAYERS = ["features.conv1", "features.pool1", "features.conv2"]
@@ -28,7 +31,11 @@ def _scans(distributed: bool) -> dict:
     model, x = _setup()
     tops = top_examples(model, x, LAYERS, k=9, batch_size=8, distributed=distributed)
     inv = invariance_scores(model, x, LAYERS, rate=0.05, batch_size=8, distributed=distributed)
-    return {"tops": tops, "inv": inv}
+    y = torch.arange(len(x)) % 3  # three classes
+    clus = clustering_scan(model, x, y, k=3, batch_size=8, chunk=4, distributed=distributed)  # 5 query chunks
+    regions = {"ink": lambda xb, _: ink_region(xb, 0.7), "projection": lambda _, m: top_fraction_region(m.projection)}
+    point = pointing_scan(model, x[:13], y[:13], regions, batch_size=3, distributed=distributed, window=9, stride=5)
+    return {"tops": tops, "inv": inv, "clus": clus, "point": point}
 
 
 def test_the_batches_are_dealt_round_robin_and_cover_the_data_once(monkeypatch):
@@ -81,3 +88,8 @@ def test_two_ranks_scan_exactly_what_one_process_scans(tmp_path):
             for field in ("threshold", "global_rate", "local_rate"):
                 np.testing.assert_array_equal(getattr(got, field), getattr(inv, field), err_msg=f"{layer} {field}")
             assert got.score == inv.score or (np.isnan(got.score) and np.isnan(inv.score))
+    assert merged["clus"] == alone["clus"]  # layers, k-NN accuracies and scatter ratios, exactly
+    assert len(alone["clus"].layers) > 3
+    for region, point in alone["point"].items():
+        for field in ("best", "drop", "hit", "chance"):
+            assert torch.equal(getattr(merged["point"][region], field), getattr(point, field)), f"{region} {field}"
