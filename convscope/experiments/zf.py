@@ -177,7 +177,7 @@ def _measure(cfg: ZFConfig, st: Study, key: str, arrays: dict[str, np.ndarray]) 
                          "conv_layers": layers, "test_accuracy": evaluate(st.model, *st.test)["acc"],
                          "evolution_model": st.evolution_origin}
     arrays[f"{key}.classes"] = np.array(st.info.get("classes", []), dtype=str)
-    m.update(_top9(cfg, st, layers, x_scan, key, arrays))
+    m.update(top_grids(st.model, layers, x_scan, cfg.top_k, key, arrays))
     m.update(_occlusion(cfg, st, key, arrays))
     m.update(_evolution(cfg, st, layers, x_evo, key, arrays))
     return m
@@ -203,20 +203,21 @@ def _rf_size(model: nn.Module, layer: str, hw: tuple[int, int], shape: tuple[int
     return y1 - y0, x1 - x0
 
 
-def _top9(cfg: ZFConfig, st: Study, layers: list[str], x: torch.Tensor, key: str,
-          arrays: dict[str, np.ndarray]) -> dict[str, Any]:
-    """Fig. 2: the top-k images of every channel, their input patches and projections; the scan's speed."""
+def top_grids(model: nn.Module, layers: list[str], x: torch.Tensor, k: int, key: str,
+              arrays: dict[str, np.ndarray]) -> dict[str, Any]:
+    """Fig. 2: the top-k images in `x` of every channel of `layers`, their input patches and projections, into
+    `arrays` (keys `key.top.<layer>.…`); the scan's speed and the projection's check (the microscope uses it too)."""
     t = time.perf_counter()
     batches = (x[i:i + 500] for i in range(0, len(x), 500))
-    top = top_examples(st.model, batches, layers, k=cfg.top_k)
+    top = top_examples(model, batches, layers, k=k)
     rate = len(x) / (time.perf_counter() - t)
     hw = tuple(x.shape[2:])
-    project = DeconvnetProjection(st.model, start="one")  # 1 at the unit: equal to the rule gradient
-    rule = create_method("deconvnet", st.model)
+    project = DeconvnetProjection(model, start="one")  # 1 at the unit: equal to the rule gradient
+    rule = create_method("deconvnet", model)
     worst = 0.0
-    shapes = {n: a.shape[2:] for n, a in activations(st.model, x[:1], layers).items()}
+    shapes = {n: a.shape[2:] for n, a in activations(model, x[:1], layers).items()}
     for n in layers:
-        tk, size = top[n], _rf_size(st.model, n, hw, shapes[n])
+        tk, size = top[n], _rf_size(model, n, hw, shapes[n])
         C, k = tk.index.shape
         patch = np.empty((C, k, x.shape[1], *size), np.float32)
         proj = np.empty_like(patch)
@@ -228,7 +229,7 @@ def _top9(cfg: ZFConfig, st: Study, layers: list[str], x: torch.Tensor, key: str
             if c < CHECKED_CHANNELS:  # the explicit projection against the deconvnet-rule gradient, the top unit
                 worst = max(worst, float((p[:1] - rule.attribute(imgs[:1], (n, *units[0]))).abs().max()))
             for j, (_, y, xx) in enumerate(units):
-                box = receptive_box(st.model, n, y, xx, hw)
+                box = receptive_box(model, n, y, xx, hw)
                 patch[c, j], proj[c, j] = _box_patch(imgs[j], p[j].detach(), box, size)
                 boxes[c, j] = box
         arrays.update({f"{key}.top.{n}.index": tk.index.numpy(), f"{key}.top.{n}.value": tk.values.numpy(),
@@ -236,7 +237,7 @@ def _top9(cfg: ZFConfig, st: Study, layers: list[str], x: torch.Tensor, key: str
                        f"{key}.top.{n}.patch": patch, f"{key}.top.{n}.proj": proj})
     return {"topk_scan_images": len(x), "topk_scan_images_per_second": rate,
             "deconv_vs_gradient_max_abs_diff": worst,
-            "receptive_field": {n: list(_rf_size(st.model, n, hw, shapes[n])) for n in layers}}
+            "receptive_field": {n: list(_rf_size(model, n, hw, shapes[n])) for n in layers}}
 
 
 def _pick_panels(model: nn.Module, test: Data, n: int, seed: int) -> torch.Tensor:

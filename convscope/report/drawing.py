@@ -8,7 +8,7 @@ that need drawing are drawn in worker processes, one per CPU core up to `workers
 Result from disk itself (the same checks as `report/load.py`).
 
     atlas/img/exp-<slug>/<i>.png        the figures, in the page's order
-    atlas/img/exp-<slug>/figures.json   {"key": ..., "figures": [[caption, file name, part], ...]}
+    atlas/img/exp-<slug>/figures.json   {"key": ..., "figures": [[caption, file name, part, link], ...]}
 """
 
 from __future__ import annotations
@@ -51,29 +51,33 @@ def figure_key(job: Job) -> str:
     return h.hexdigest()
 
 
-def _cached(folder: Path, key: str) -> list[tuple[str, str, str]] | None:
-    """The (caption, file, part) list of a previous drawing with the same key, if all its files are still there."""
+Drawn = tuple[str, str, str, str]  # caption, file (relative to img/), part, link
+
+
+def _cached(folder: Path, key: str) -> list[Drawn] | None:
+    """The (caption, file, part, link) list of a previous drawing with the same key, if all its files are still
+    there."""
     try:
         index = read_json(folder / INDEX)
-        figures = [(str(c), str(f), str(part)) for c, f, part in index["figures"]]
+        figures = [(str(c), str(f), str(part), str(link)) for c, f, part, link in index["figures"]]
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    if index.get("key") != key or not all((folder / f).is_file() and "/" not in f for _, f, _ in figures):
+    if index.get("key") != key or not all((folder / f).is_file() and "/" not in f for _, f, _, _ in figures):
         return None
     return figures
 
 
-def _draw(job: Job) -> list[tuple[str, bytes, str]]:
+def _draw(job: Job) -> list[tuple[str, bytes, str, str]]:
     """The figures of one experiment, drawn from its saved Result (runs in a worker process)."""
     result = _load_result(job.root, job.dir, [])
-    return [(f.caption, f.png, f.part) for f in page_for(result.name).figures(result)]
+    return [(f.caption, f.png, f.part, f.link) for f in page_for(result.name).figures(result)]
 
 
-def draw_figures(jobs: list[Job], img_dir: Path, workers: int | None = None
-                 ) -> dict[str, list[tuple[str, str, str]]]:
+def draw_figures(jobs: list[Job], img_dir: Path, workers: int | None = None) -> dict[str, list[Drawn]]:
     """Draw (or reuse) every job's figures under `img_dir/exp-<slug>/`; returns slug → [(caption, path
-    relative to img_dir, part)]. `workers` defaults to the CPU count, capped at the number of experiments to draw."""
-    out: dict[str, list[tuple[str, str, str]]] = {}
+    relative to img_dir, part, link)]. `workers` defaults to the CPU count, capped at the number of experiments
+    to draw."""
+    out: dict[str, list[Drawn]] = {}
     keys = {job.slug: figure_key(job) for job in jobs}
     todo = []
     for job in jobs:
@@ -81,7 +85,7 @@ def draw_figures(jobs: list[Job], img_dir: Path, workers: int | None = None
         if cached is None:
             todo.append(job)
         else:
-            out[job.slug] = [(c, f"exp-{job.slug}/{f}", part) for c, f, part in cached]
+            out[job.slug] = [(c, f"exp-{job.slug}/{f}", part, link) for c, f, part, link in cached]
     n = min(len(todo), workers or os.cpu_count() or 1)
     if n > 1:
         # spawn, not fork: the caller (the lab) may hold torch's thread pools, which do not survive a fork
@@ -92,12 +96,12 @@ def draw_figures(jobs: list[Job], img_dir: Path, workers: int | None = None
     for job, figures in zip(todo, drawn, strict=True):
         folder = img_dir / f"exp-{job.slug}"
         names = []
-        for i, (caption, png, part) in enumerate(figures):
+        for i, (caption, png, part, link) in enumerate(figures):
             atomic_write_bytes(folder / f"{i}.png", png)
-            names.append((caption, f"{i}.png", part))
+            names.append((caption, f"{i}.png", part, link))
         write_json(folder / INDEX, {"key": keys[job.slug], "figures": names})
-        out[job.slug] = [(c, f"exp-{job.slug}/{f}", part) for c, f, part in names]
+        out[job.slug] = [(c, f"exp-{job.slug}/{f}", part, link) for c, f, part, link in names]
     return out
 
 
-__all__ = ["INDEX", "Job", "draw_figures", "figure_key"]
+__all__ = ["INDEX", "Drawn", "Job", "draw_figures", "figure_key"]

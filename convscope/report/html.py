@@ -33,7 +33,7 @@ from convscope._version import __version__
 from convscope.errors import UserError
 from convscope.io import atomic_write_bytes, atomic_write_text, read_json, write_json
 from convscope.report import figures
-from convscope.report.drawing import INDEX, Job, draw_figures
+from convscope.report.drawing import INDEX, Drawn, Job, draw_figures
 from convscope.report.load import RunFiles, SavedExperiment, attached_file, open_run, safe_name, unique
 from convscope.report.pages import page_for
 
@@ -291,24 +291,28 @@ class _Atlas:
             return None
         return a
 
-    def experiment_page(self, exp: SavedExperiment, drawn: list[tuple[str, str, str]]) -> Path:
+    def experiment_page(self, exp: SavedExperiment, drawn: list[Drawn]) -> Path:
         """What was found (summary, headline table), the figures, the notes, then every metric, folded; and a
-        page of its own for each of the experiment's parts (`ExperimentPage.parts`), linked from it.
+        page of its own for each of the experiment's parts (`ExperimentPage.parts`), linked from it or from the
+        part above it.
 
-        `drawn` holds the page's figures, already drawn into img/ (`drawing.draw_figures`): (caption, path, part)."""
+        `drawn` holds the page's figures, already drawn into img/ (`drawing.draw_figures`)."""
         r = exp.result
         href = f"exp-{exp.slug}.html"
         if r is None:  # the lab skipped it: say why and how to add it
             return self.page(href, "skipped.html", exp.slug, exp=exp)
         page = page_for(r.name)
+        parts = page.parts(r)
+        part_href = {key: f"exp-{exp.slug}--{safe_name(key)}.html" for key in parts}
         figs: list[dict] = []
         by_part: dict[str, list[dict]] = {}
-        for caption, rel, part in drawn:
+        for caption, rel, part, link in drawn:
             self.written.add(f"img/{rel}")
             with open(self.out / "img" / rel, "rb") as f:
                 head = f.read(24)
-            fig = {"caption": caption, "src": f"img/{rel}", "is_image": True, "small": _small_png(head)}
-            (by_part.setdefault(part, []) if part else figs).append(fig)
+            fig = {"caption": caption, "src": f"img/{rel}", "is_image": True, "small": _small_png(head),
+                   "href": part_href.get(link, "")}
+            (by_part.setdefault(part, []) if part in parts else figs).append(fig)
         if drawn:
             self.written.add(f"img/exp-{exp.slug}/{INDEX}")
         for i, (caption, rel) in enumerate(r.figures.items()):  # files a user's own experiment saved
@@ -321,14 +325,21 @@ class _Atlas:
             href_img = self.image(f"exp-{exp.slug}/file-{i}-{safe_name(Path(str(rel)).name)}", data)
             figs.append({"caption": caption, "src": href_img, "is_image": suffix in _WEB_IMAGE and suffix != ".svg",
                          "small": _small_png(data)})
-        titles = page.parts(r)
-        part_links = []
-        for key in [*titles, *(k for k in by_part if k not in titles)]:
-            title, lede = titles.get(key, (key, ""))
-            part_href = f"exp-{exp.slug}--{safe_name(key)}.html"
-            self.page(part_href, "part.html", title, result=r, exp_href=href, lede=lede,
-                      figures=by_part.get(key, []))
-            part_links.append(Link(part_href, key, title))
+        children: dict[str, list[Link]] = {}
+        for key, part in parts.items():
+            children.setdefault(part.parent if part.parent in parts else "", []).append(
+                Link(part_href[key], key, part.title))
+        for key, part in parts.items():
+            up = [(href, r.title)]
+            p = part
+            while p.parent in parts and len(up) < 8:
+                up.insert(1, (part_href[p.parent], parts[p.parent].title))
+                p = parts[p.parent]
+            shown = by_part.get(key, [])
+            tiled = {f["href"] for f in shown}
+            self.page(part_href[key], "part.html", part.title, result=r, crumbs=up, lede=part.lede, figures=shown,
+                      part_links=[link for link in children.get(key, []) if link.href not in tiled])
+        part_links = children.get("", [])
         metrics = [self._metric(exp.slug, k, v) for k, v in r.metrics.items()]
         for m in metrics:
             m["published"] = r.published.get(m["name"])

@@ -8,8 +8,9 @@ its page here turns them into what a reader meets, in this order:
    mean ± std over seeds in one cell, the published value and source, and whether it reproduces;
 3. `figures(r)`: `(caption, PNG bytes)` pairs, drawn now from `r.arrays`, `r.metrics` and `r.by_seed`,
    so a style change never needs the study to run again. A figure with a `part` goes on a page of its own
-   (`parts(r)` gives each part's title and lede), linked from the experiment's page: one page per conv layer
-   of the Zeiler–Fergus study, say.
+   (`parts(r)` gives each part's title, lede and parent), linked from the experiment's page or from its parent
+   part: one page per conv layer of the Zeiler–Fergus study, one per channel in the microscope. A figure with a
+   `link` is a tile: a small picture that opens that part's page.
 
 A page registers with `@register_page(name)` (the Result's `name`); a Result with no page (a user's
 own experiment) gets `ExperimentPage`'s defaults: the headline table and no figures.
@@ -34,6 +35,16 @@ class Figure:
     caption: str
     png: bytes
     part: str = ""  # the key of the part page it goes on; "" for the experiment's own page
+    link: str = ""  # a tile: the key of the part page it opens
+
+
+@dataclass
+class Part:
+    """A page of its own for some of an experiment's figures."""
+
+    title: str
+    lede: str = ""
+    parent: str = ""  # the part page that links to it; "" for the experiment's page
 
 
 @dataclass
@@ -63,8 +74,8 @@ class ExperimentPage:
     def figures(self, r: Result) -> list[Figure]:
         return []
 
-    def parts(self, r: Result) -> dict[str, tuple[str, str]]:
-        """Part key -> (title, lede) of each page of its own, in the order they are linked."""
+    def parts(self, r: Result) -> dict[str, Part]:
+        """Part key -> its page, in the order they are linked."""
         return {}
 
     def headline(self, r: Result) -> list[Row]:
@@ -155,4 +166,4 @@ def page_for(name: str) -> ExperimentPage:
     return _PAGES.get(name, ExperimentPage)()
 
 
-__all__ = ["ExperimentPage", "Figure", "Row", "judge", "measured_cell", "page_for", "register_page"]
+__all__ = ["ExperimentPage", "Figure", "Part", "Row", "judge", "measured_cell", "page_for", "register_page"]

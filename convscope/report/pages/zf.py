@@ -17,7 +17,7 @@ from matplotlib.figure import Figure as MplFigure
 from matplotlib.patches import Rectangle
 
 from convscope.report.figures import DIVERGING, mosaic, png_bytes
-from convscope.report.pages import ExperimentPage, Figure, Row, register_page
+from convscope.report.pages import ExperimentPage, Figure, Part, Row, register_page
 from convscope.result import Result
 
 SOURCE = "Zeiler & Fergus, ECCV 2014 (docs/REFERENCE.md §5)"
@@ -347,9 +347,9 @@ class ZFPage(ExperimentPage):
                         "outside the image.", top9_figure(r, key, n), part=f"{key}-{_short(n)}"))
         return figs
 
-    def parts(self, r: Result) -> dict[str, tuple[str, str]]:
+    def parts(self, r: Result) -> dict[str, Part]:
         """One page per conv layer of each study: the top-9 grids of every channel (the paper's Fig. 2)."""
-        return {f"{key}-{_short(n)}": (
+        return {f"{key}-{_short(n)}": Part(
             f"{_name(r, key)}: {n}, top-9 training images of every channel",
             f"Each channel of {n} with the 9 training images that excite it most, found in one streaming pass over "
             "the training set: the input patch under the receptive field and the deconvnet projection of that "
