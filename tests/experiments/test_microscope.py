@@ -35,6 +35,7 @@ def test_every_channel_has_its_views_and_they_match_the_oracles(saved):
     model, _ = load_run_model(saved / "run")
     assert r.metrics["layers"] == ["features.conv1", "features.conv2"]
     for n, (C, cin) in {"features.conv1": (6, 1), "features.conv2": (16, 6)}.items():
+        assert r.arrays[f"m.{n}.weight"].shape == (C, cin, 5, 5)
         w = model.get_submodule(n).weight.detach().double().flatten(1)
         assert np.allclose(r.arrays[f"m.{n}.weight"].reshape(C, -1), w.numpy(), atol=1e-6)
         # the partner: the other filter with the most negative cosine, by hand
