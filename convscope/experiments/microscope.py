@@ -4,9 +4,11 @@ For each conv layer of a trained model (the lab's run, a run directory `run`, or
 of its channels, the Result keeps what the atlas shows on the channel's tile and page:
 
 - its filter weights (`hooks.conv_weight`);
-- its feature visualisation: the image that maximises the channel's mean activation, rendered for the whole
-  layer in one batched optimisation (`optvis.render_channels`: Fourier parameterisation, transformation
-  robustness; Olah et al., "Feature Visualization", Distill 2017), and the objective it reached;
+- its feature visualisation: the image that maximises the channel's unit at the centre of the map, rendered for
+  the whole layer in one batched optimisation (`optvis.render_channels`: Fourier parameterisation, transformation
+  robustness; Olah et al., "Feature Visualization", Distill 2017), and the objective it reached. The centre
+  unit, not the channel's mean: a conv output is linear in the image, so its mean over positions is maximised by
+  a flat white or black image, while one unit shows the pattern its receptive field prefers;
 - its top-k training images with the input patch under the receptive field and the deconvnet projection of
   that activation (`experiments.zf.top_grids`: Zeiler & Fergus's Fig. 2);
 - its pairing partner: the filter of the same layer whose weights point most opposite (`analysis.pairing`,
@@ -34,6 +36,7 @@ from convscope.experiments import register_experiment
 from convscope.experiments.zf import top_grids
 from convscope.hooks import activations, conv_layers, conv_weight, get_layer
 from convscope.optvis import render_channels
+from convscope.optvis.objectives import neuron
 from convscope.result import Result, provenance
 from convscope.train.loop import evaluate, fit, resolve_device
 from convscope.train.run import build_model, load_data, load_run_model
@@ -104,7 +107,7 @@ def run(cfg: MicroscopeConfig, out_dir: Path, progress: bool = True) -> Result:
     t_vis = time.perf_counter()
     for n in layers:
         w = conv_weight(get_layer(model, n)).detach().float().cpu()
-        vis = render_channels(model, n, steps=cfg.featurevis_steps, seed=cfg.seed,
+        vis = render_channels(model, n, unit=neuron, steps=cfg.featurevis_steps, seed=cfg.seed,
                               input_shape=tuple(x_scan.shape[1:]))
         a = acts[n].float()  # (B, C, h, w)
         arrays[f"m.{n}.weight"] = w.numpy()
@@ -124,8 +127,8 @@ def run(cfg: MicroscopeConfig, out_dir: Path, progress: bool = True) -> Result:
                     "mean_images": len(x_mean)})
     notes = [
         f"Feature visualisation: {cfg.featurevis_steps} Adam steps on a Fourier-parameterised image with jitter, "
-        "scale and rotation (optvis.render_channels), all channels of a layer in one batch; the value is the "
-        "channel's mean activation the image reached.",
+        "scale and rotation (optvis.render_channels), all channels of a layer in one batch, each image maximising "
+        "the channel's unit at the centre of the map; the value is that unit's activation on the image.",
         f"Top-{cfg.top_k}: {len(x_scan)} training images scanned in one streaming pass (analysis.topk); each shown "
         "as the patch under the activation's receptive field and the deconvnet projection of that activation.",
         "Partner: the filter of the same layer with the most negative cosine μ to this one (Shang et al., ICML 2016: "

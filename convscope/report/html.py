@@ -130,6 +130,13 @@ class _Atlas:
         self.layer_links = [Link(f"layer-{s}.html", short, n) for n, s, short in _layer_names(run_files.conv_layers)]
         self.exp_links = [Link(f"exp-{e.slug}.html", e.slug, e.result.title if e.result else f"{e.slug} (skipped)")
                           for e in run_files.experiments]
+        # Experiment pages of their own for one layer of this run (the microscope's), linked from its layer page.
+        self.layer_parts: dict[str, list[Link]] = {}
+        for e in run_files.experiments:
+            if e.result is not None:
+                for key, part in page_for(e.result.name).parts(e.result).items():
+                    self.layer_parts.setdefault(key, []).append(
+                        Link(f"exp-{e.slug}--{safe_name(key)}.html", key, f"{e.result.title}: {part.title}"))
         self.has_model = bool(run_files.summary or run_files.metrics)
         run = run_files.run or {}
         self.model = run.get("model") or (run_files.summary or {}).get("model")
@@ -269,6 +276,7 @@ class _Atlas:
             shown_maps=figures.maps_shown(*act_shape) if act_shape else 0,
             acts=acts,
             has_act=f"{name}.act" in self.run_files.layers.files,
+            part_links=self.layer_parts.get(name, []),
             has_images=bool(inputs),
             problems=problems,
             prev=self.layer_links[index - 1] if index > 0 else None,

@@ -103,7 +103,7 @@ class MicroscopePage(ExperimentPage):
         for n in self._layers(r):
             C = len(r.arrays[f"m.{n}.vis"])
             out[n] = Part(f"{n}: {C} channels", "Each tile: the channel's feature visualisation (left: the image that "
-                          "maximises its mean activation) and its top training images (right: the input patches under "
+                          "maximises its centre unit) and its top training images (right: the input patches under "
                           "the receptive field). Click a tile for the channel's page.")
             for c in range(C):
                 out[f"{n}/c{c}"] = Part(f"{n}, channel {c}", _about(r, n, c), parent=n)
@@ -120,8 +120,8 @@ class MicroscopePage(ExperimentPage):
                 figs.append(Figure(f"c{c}", rgb_png(_same_height(*parts), 72), part=n, link=f"{n}/c{c}"))
             for c in range(len(vis)):
                 key = f"{n}/c{c}"
-                figs.append(Figure("Feature visualisation: the image that maximises the channel's mean activation.",
-                                   rgb_png(_vis(vis[c]), 224), part=key))
+                figs.append(Figure("Feature visualisation: the image that maximises the channel's unit at the centre "
+                                   "of the map.", rgb_png(_vis(vis[c]), 224), part=key))
                 figs.append(Figure("Filter weights, one kernel per input channel (red positive, blue negative).",
                                    rgb_png(_filters(weight[c]), 96), part=key))
                 if patch is not None and proj is not None:
