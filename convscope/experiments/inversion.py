@@ -4,7 +4,8 @@ CVPR 2015 (docs/REFERENCE.md §6), on small networks a CPU trains in a minute.
 For each network studied (LeNet-5 on MNIST; ConvPool-CNN-C at a quarter width on Fashion-MNIST, `second`):
 1. it is trained here on a subset (as `reproduce zf` does), and a copy with the same architecture keeps its random
    initial weights;
-2. a few test images of different classes are inverted at every layer (`optvis.invert_layers`, all layers in one
+2. a few test images of different classes are inverted at every layer (of the second network: at its activations
+   and pools, `second_layers`) (`optvis.invert_layers`, all layers in one
    batch), by the trained and by the random network: the reconstructions by depth (the paper's Fig. 6: deeper is
    blurrier, what the network discriminates survives) and the normalised reconstruction error ‖Φ(x*) − Φ₀‖ / ‖Φ₀‖
    of each layer, trained against random;
@@ -56,10 +57,15 @@ class InversionConfig:
     second: TrainConfig | None = field(default_factory=lambda: TrainConfig(
         model="allconv-c", data="fashion-mnist", model_args={"width": 0.25, "final_relu": False}, epochs=3,
         batch_size=128, lr=0.003, train_subset=6000, test_subset=2000))
+    # The second network's layers inverted (None: every layer): its activations and pools, which keeps the full run
+    # within its CPU budget (a conv output before its ReLU says little more than the ReLU's output).
+    second_layers: tuple[str, ...] | None = ("features.relu1", "features.relu2", "features.pool1", "features.relu3",
+                                             "features.relu4", "features.relu5", "features.pool2", "features.relu6",
+                                             "features.relu7", "features.conv8", "classifier.avgpool")
     weights: str | None = None  # an ImageNet AlexNet/VGG-16 in torchvision format: not yet supported
-    images: int = 4  # test images (different classes) inverted at every layer
+    images: int = 3  # test images (different classes) inverted at every layer
     deep_images: int = 8  # test images inverted at the deep layer
-    deep_layer: str | None = None  # default: the last representation layer of `features`
+    deep_layer: str | None = None  # of the first network; default: the last inverted layer of `features`
     steps: int = 400  # the paper's 100 + 200 + 100
     lr: float = 0.02
     momentum: float = 0.9
@@ -85,7 +91,7 @@ class InversionConfig:
         """`convscope lab`'s size: the lab's LeNet-5 (the lab sets `run`), no second network, fewer images and
         steps."""
         return cls(train=replace(cls().train, epochs=1, train_subset=4000, test_subset=500), second=None, images=2,
-                   deep_images=4, steps=100, featurevis_channels=2, featurevis_steps=24)
+                   deep_images=3, steps=80, featurevis_channels=2, featurevis_steps=16)
 
 
 def tv_by_depth(cfg: InversionConfig, n: int) -> list[float]:
@@ -141,7 +147,13 @@ def _measure(cfg: InversionConfig, tcfg: TrainConfig, key: str, arrays: dict[str
     model, random_model, tcfg, test, info, train_seconds = _networks(tcfg, run, progress)
     device = resolve_device(tcfg.device)
     layers = representation_layers(model, test[0][:1].to(device))
-    deep = cfg.deep_layer or [n for n in layers if n.startswith("features.")][-1]
+    if key != "s0" and cfg.second_layers is not None:
+        unknown = [n for n in cfg.second_layers if n not in layers]
+        if unknown:
+            raise UserError(f"second_layers names {unknown[0]!r}, not a representation layer of {tcfg.model}: choose "
+                            f"among {', '.join(layers)}.")
+        layers = [n for n in layers if n in cfg.second_layers]
+    deep = cfg.deep_layer if key == "s0" and cfg.deep_layer else [n for n in layers if n.startswith("features.")][-1]
     if deep not in layers:
         raise UserError(f"deep_layer {deep!r} is not a representation layer of {tcfg.model}: choose one of "
                         f"{', '.join(layers)}.")
