@@ -214,6 +214,8 @@ def run(cfg: InversionConfig, out_dir: Path, progress: bool = True) -> Result:
         "random_lower_error_fraction": trained_vs_random,
         "featurevis_objective_by_layer": by("featurevis_objective_by_layer"),
         "test_accuracy": by("test_accuracy"),
+        "invert_seconds": by("invert_seconds"),
+        "wall_seconds": time.perf_counter() - t0,
         "per_study": per,
     }
     notes = [
