@@ -51,7 +51,7 @@ class InversionConfig:
     """The networks studied and the inversion's settings (the paper's where it gives them)."""
 
     # Pinned: CPU results are bit-identical for a seed only at one thread count. One: the tensors are small, and two
-    # threads on a shared 2-core CPU made the lab-sized run 80 s instead of 4 s (threads waiting on each other).
+    # threads on a busy 2-core CPU wait on each other and made the lab-sized run many times slower.
     threads: int = 1
     run: str | None = None  # study this run's final model instead of training `train` (the lab passes its own)
     train: TrainConfig = field(default_factory=lambda: TrainConfig(

@@ -14,6 +14,16 @@ from convscope.models import create_model
 from convscope.optvis.inversion import invert, invert_layers, lr_schedule
 from tests.untouched import assert_untouched, snapshot
 
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Small tensors: two intra-op threads on a busy 2-core CPU only wait on each other (many times slower)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 EXACT = {"lambda_alpha": 0.0, "lambda_tv": 0.0, "jitter": 0, "lr": 0.5}  # the data term alone, a quick rate
 
 
