@@ -4,11 +4,10 @@ CVPR 2015 (docs/REFERENCE.md §6), on small networks a CPU trains in a minute.
 For each network studied (LeNet-5 on MNIST; ConvPool-CNN-C at a quarter width on Fashion-MNIST, `second`):
 1. it is trained here on a subset (as `reproduce zf` does), and a copy with the same architecture keeps its random
    initial weights;
-2. a few test images of different classes are inverted at every layer (of the second network: at its activations
-   and pools, `second_layers`) (`optvis.invert_layers`, all layers in one
-   batch), by the trained and by the random network: the reconstructions by depth (the paper's Fig. 6: deeper is
-   blurrier, what the network discriminates survives) and the normalised reconstruction error ‖Φ(x*) − Φ₀‖ / ‖Φ₀‖
-   of each layer, trained against random;
+2. a few test images of different classes are inverted at every layer (`optvis.invert_layers`, all layers in one
+   batch; the second network's `second_layers` only, when given), by the trained and by the random network: the
+   reconstructions by depth (the paper's Fig. 6: deeper is blurrier, what the network discriminates survives) and
+   the normalised reconstruction error ‖Φ(x*) − Φ₀‖ / ‖Φ₀‖ of each layer, trained against random;
 3. more test images are inverted at one deep layer (`deep_layer`, default the last representation layer before the
    classifier), the paper's Fig. 7-style "several images, one layer";
 4. for comparison with feature visualisation, a few channels of each conv layer are rendered (`optvis.render_channels`)
@@ -59,11 +58,9 @@ class InversionConfig:
     second: TrainConfig | None = field(default_factory=lambda: TrainConfig(
         model="allconv-c", data="fashion-mnist", model_args={"width": 0.25, "final_relu": False}, epochs=3,
         batch_size=128, lr=0.003, train_subset=6000, test_subset=2000))
-    # The second network's layers inverted (None: every layer): its activations and pools, which keeps the full run
-    # within its CPU budget (a conv output before its ReLU says little more than the ReLU's output).
-    second_layers: tuple[str, ...] | None = ("features.relu1", "features.relu2", "features.pool1", "features.relu3",
-                                             "features.relu4", "features.relu5", "features.pool2", "features.relu6",
-                                             "features.relu7", "features.conv8", "classifier.avgpool")
+    # The second network's layers inverted (None: every layer); name its activations and pools, e.g.
+    # ("features.relu1", "features.pool1", ...), for a quicker run.
+    second_layers: tuple[str, ...] | None = None
     weights: str | None = None  # an ImageNet AlexNet/VGG-16 in torchvision format: not yet supported
     images: int = 3  # test images (different classes) inverted at every layer
     deep_images: int = 8  # test images inverted at the deep layer
