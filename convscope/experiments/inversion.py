@@ -80,8 +80,8 @@ class InversionConfig:
 
     def __post_init__(self) -> None:
         if self.weights is not None:
-            raise UserError("Inverting an ImageNet network given by --weights is not yet supported: leave weights "
-                            "unset to invert LeNet-5 and ConvPool-CNN-C trained here.")
+            raise UserError("Inverting an ImageNet network given by weights (--set weights=FILE) is not yet supported: "
+                            "leave weights unset to invert LeNet-5 and ConvPool-CNN-C trained here.")
         if self.images < 1 or self.deep_images < 1 or self.featurevis_channels < 1:
             raise UserError("images, deep_images and featurevis_channels must be at least 1.")
 
