@@ -7,6 +7,7 @@ Distill 2017; Mordvintsev et al., "Differentiable Image Parameterizations", Dist
 | `param` | `(params, image_fn)`: pixels, Fourier space with a 1/f spectrum, decorrelated colours, any channel count |
 | `transforms` | transformation robustness: pad, jitter, random scale and rotation, crop, normalise |
 | `render` | the optimisation: `render` (one objective), `render_channels` (a whole layer in one batch) |
+| `inversion` | the image whose code at a layer matches a given image's (Mahendran and Vedaldi 2015) |
 
 Example:
     >>> from convscope import optvis
@@ -17,9 +18,10 @@ Example:
 
 from __future__ import annotations
 
-from convscope.optvis import objectives, param, transforms
+from convscope.optvis import inversion, objectives, param, transforms
+from convscope.optvis.inversion import InversionResult, invert, invert_layers
 from convscope.optvis.objectives import Objective
 from convscope.optvis.render import Rendering, objective_values, render, render_channels
 
-__all__ = ["Objective", "Rendering", "objective_values", "objectives", "param", "render", "render_channels",
-           "transforms"]
+__all__ = ["InversionResult", "Objective", "Rendering", "invert", "invert_layers", "inversion", "objective_values",
+           "objectives", "param", "render", "render_channels", "transforms"]
