@@ -75,3 +75,15 @@ def test_bad_settings_are_one_sentence(tmp_path):
         MicroscopeConfig(top_k=0)
     with pytest.raises(UserError, match="no checkpoint"):
         run_experiment("microscope", tmp_path / "o", MicroscopeConfig(run=str(tmp_path)), progress=False)
+
+
+@pytest.mark.slow
+def test_the_layer_and_channel_pages_load_cleanly_in_chromium(saved):
+    from tests.report.browser import check_pages, find_chromium
+
+    if find_chromium() is None:
+        pytest.skip("no Chromium binary on PATH (set $CHROMIUM to one)")
+    atlas = render_without_torch(saved)
+    pages = [atlas / "exp-microscope--features.conv2.html", atlas / "exp-microscope--features.conv2_c15.html"]
+    assert all(p.is_file() for p in pages)
+    assert check_pages(pages) == []  # every tile loads (the last ones too, below the fold)
