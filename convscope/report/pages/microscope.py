@@ -22,6 +22,9 @@ from convscope.report.pages.zf import _cells
 from convscope.result import Result
 
 WHITE = 1.0
+TILE = ("Each tile: the channel's filter (red positive, blue negative), its feature visualisation (the image that "
+        "maximises its centre unit), its top training images (the input patches under the receptive field) and their "
+        "deconvnet projections; below, its pairing partner and mean activation. Click a tile for the channel's page.")
 
 
 def rgb_png(img: np.ndarray, height: int) -> bytes:
@@ -68,18 +71,30 @@ def _same_height(*imgs: np.ndarray) -> np.ndarray:
     return np.concatenate(parts[:-1], axis=1)
 
 
+def _below(top: np.ndarray, bottom: np.ndarray) -> np.ndarray:
+    """`bottom` enlarged by whole pixels to at most `top`'s width (and a third of its height), centred under it."""
+    k = max(1, min(top.shape[1] // bottom.shape[1], max(1, top.shape[0] // (3 * bottom.shape[0]))))
+    big = np.repeat(np.repeat(bottom, k, 0), k, 1)[:, :top.shape[1]]
+    row = np.ones((big.shape[0], top.shape[1], 3), np.float32)
+    left = (top.shape[1] - big.shape[1]) // 2
+    row[:, left:left + big.shape[1]] = big
+    return np.concatenate([top, np.ones((max(2, top.shape[0] // 16), top.shape[1], 3), np.float32), row])
+
+
 def _short(layer: str) -> str:
     return layer.split(".")[-1]
 
 
-def _about(r: Result, n: str, c: int) -> str:
-    """One line on channel c of layer n: value reached, partner, mean activation."""
+def _about(r: Result, n: str, c: int, short: bool = False) -> str:
+    """One line on channel c of layer n: partner, mean activation, value reached (`short`: the first two)."""
     a = r.arrays
-    words = [f"mean activation {float(a[f'm.{n}.mean'][c]):.3g}",
-             f"positive {float(a[f'm.{n}.positive'][c]):.0%} of the time",
-             f"visualisation reaches {float(a[f'm.{n}.vis_value'][c]):.3g}"]
+    words = [f"mean activation {float(a[f'm.{n}.mean'][c]):.3g}"]
     if f"m.{n}.partner" in a:
         words.insert(0, f"partner c{int(a[f'm.{n}.partner'][c])} (μ {float(a[f'm.{n}.partner_mu'][c]):.2f})")
+    if short:
+        return " · ".join(w.replace("mean activation", "mean") for w in words)
+    words += [f"positive {float(a[f'm.{n}.positive'][c]):.0%} of the time",
+              f"visualisation reaches {float(a[f'm.{n}.vis_value'][c]):.3g}"]
     return "; ".join(words)
 
 
@@ -102,9 +117,7 @@ class MicroscopePage(ExperimentPage):
         out = {}
         for n in self._layers(r):
             C = len(r.arrays[f"m.{n}.vis"])
-            out[n] = Part(f"{n}: {C} channels", "Each tile: the channel's feature visualisation (left: the image that "
-                          "maximises its centre unit) and its top training images (right: the input patches under "
-                          "the receptive field). Click a tile for the channel's page.")
+            out[n] = Part(f"{n}: {C} channels", TILE)
             for c in range(C):
                 out[f"{n}/c{c}"] = Part(f"{n}, channel {c}", _about(r, n, c), parent=n)
         return out
@@ -115,9 +128,13 @@ class MicroscopePage(ExperimentPage):
             a = r.arrays
             vis, weight = a[f"m.{n}.vis"], a[f"m.{n}.weight"]
             patch, proj = a.get(f"m.top.{n}.patch"), a.get(f"m.top.{n}.proj")
-            for c in range(len(vis)):
-                parts = [_vis(vis[c])] + ([_block(_cells(patch[c], "patch"))] if patch is not None else [])
-                figs.append(Figure(f"c{c}", rgb_png(_same_height(*parts), 72), part=n, link=f"{n}/c{c}"))
+            for c in range(len(vis)):  # the tile: visualisation, top images, their projections; the filter below
+                parts = [_vis(vis[c])]
+                if patch is not None and proj is not None:
+                    parts += [_block(_cells(patch[c], "patch")), _block(_cells(proj[c], "proj"))]
+                tile = _below(_same_height(*parts), _filters(weight[c]))
+                figs.append(Figure(f"c{c} · {_about(r, n, c, short=True)}", rgb_png(tile, 96), part=n,
+                                   link=f"{n}/c{c}"))
             for c in range(len(vis)):
                 key = f"{n}/c{c}"
                 figs.append(Figure("Feature visualisation: the image that maximises the channel's unit at the centre "
