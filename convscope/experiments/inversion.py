@@ -14,9 +14,14 @@ For each network studied (LeNet-5 on MNIST; ConvPool-CNN-C at a quarter width on
    and the objective each reached is recorded.
 
 λ_TV grows geometrically with depth from `lambda_tv_first` to `lambda_tv_last` (the paper increases it with depth;
-its values are for 224-pixel ImageNet images and are not in docs/REFERENCE.md, so ours are set here). An ImageNet
-network given by weights is not yet supported (`weights`). The Result holds arrays only; `report/pages/inversion.py`
-draws the figures.
+its values are for 224-pixel ImageNet images and are not in docs/REFERENCE.md, so ours are set here).
+
+With `weights` (an ImageNet AlexNet or VGG-16 in torchvision format, `imagenet_model`), the same is done for that
+network on scikit-image's natural sample images (`imagenet_images`, resized to `imagenet_size`, normalised with
+ImageNet's mean and std inside the inverted network, so the reconstructions are in pixels), at its ReLU and pooling
+layers and its class scores (`imagenet_layers` to choose), against the same architecture at seeded random weights.
+The paper's own setting; about an hour of CPU at 224² for AlexNet. The Result holds arrays only;
+`report/pages/inversion.py` draws the figures.
 """
 
 from __future__ import annotations
@@ -32,9 +37,11 @@ from torch import nn
 
 from convscope.analysis.clustering import representation_layers
 from convscope.config import TrainConfig
+from convscope.data.images import sample_image, sample_image_names
 from convscope.errors import UserError
 from convscope.experiments import register_experiment
 from convscope.hooks import conv_layers
+from convscope.models.loading import build, load_model
 from convscope.optvis import invert_layers, render_channels
 from convscope.result import Published, Result, provenance
 from convscope.train.loop import evaluate, fit, resolve_device
@@ -43,6 +50,21 @@ from convscope.train.run import build_model, load_data, load_run_model
 SOURCE = "Mahendran & Vedaldi, CVPR 2015 (docs/REFERENCE.md §6)"
 TITLE = "Mahendran & Vedaldi: inverting representations layer by layer"
 Data = tuple[torch.Tensor, torch.Tensor]
+IMAGENET_MODELS = ("alexnet", "vgg16")
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+class _ImageNetInput(nn.Module):
+    """The network with ImageNet's normalisation in front, so images and their reconstructions stay in pixels."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net((x - self.mean) / self.std)
 
 
 @dataclass
@@ -61,7 +83,11 @@ class InversionConfig:
     # The second network's layers inverted (None: every layer); name its activations and pools, e.g.
     # ("features.relu1", "features.pool1", ...), for a quicker run.
     second_layers: tuple[str, ...] | None = None
-    weights: str | None = None  # an ImageNet AlexNet/VGG-16 in torchvision format: not yet supported
+    weights: str | None = None  # an ImageNet network's weights in torchvision format: adds it as a third study
+    imagenet_model: str = "alexnet"  # the architecture of `weights`: alexnet or vgg16
+    imagenet_images: tuple[str, ...] = ("chelsea", "astronaut", "coffee")  # scikit-image samples inverted
+    imagenet_size: int = 224
+    imagenet_layers: tuple[str, ...] | None = None  # default: every ReLU and pooling layer, and the class scores
     images: int = 3  # test images (different classes) inverted at every layer
     deep_images: int = 8  # test images inverted at the deep layer
     deep_layer: str | None = None  # of the first network; default: the last inverted layer of `features`
@@ -79,9 +105,9 @@ class InversionConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.weights is not None:
-            raise UserError("Inverting an ImageNet network given by weights (--set weights=FILE) is not yet supported: "
-                            "leave weights unset to invert LeNet-5 and ConvPool-CNN-C trained here.")
+        if self.weights is not None and self.imagenet_model not in IMAGENET_MODELS:
+            raise UserError(f"imagenet_model {self.imagenet_model!r} is not one this study reads ImageNet weights for: "
+                            f"use {' or '.join(IMAGENET_MODELS)}.")
         if self.images < 1 or self.deep_images < 1 or self.featurevis_channels < 1:
             raise UserError("images, deep_images and featurevis_channels must be at least 1.")
 
@@ -191,6 +217,53 @@ def _measure(cfg: InversionConfig, tcfg: TrainConfig, key: str, arrays: dict[str
     return m, info
 
 
+def _measure_imagenet(cfg: InversionConfig, arrays: dict[str, np.ndarray], key: str = "s2"
+                      ) -> tuple[dict[str, Any], dict]:
+    """The ImageNet network of `cfg.weights` on scikit-image's samples, trained against random weights."""
+    model = load_model(cfg.imagenet_model, cfg.weights).eval()
+    with torch.random.fork_rng(devices=[]):  # the random twin from the seed, the global random state untouched
+        torch.manual_seed(cfg.seed)
+        random_model = build(cfg.imagenet_model).eval()
+    names = list(cfg.imagenet_images)
+    unknown = [n for n in names if n not in sample_image_names()]
+    if unknown or not names:
+        raise UserError(f"imagenet_images names {unknown[0] if unknown else 'no image'!r}: choose among "
+                        f"{', '.join(sample_image_names())}.")
+    size = cfg.imagenet_size
+    x = torch.stack([torch.from_numpy(sample_image(n, grey=False, size=size)).permute(2, 0, 1) for n in names])
+    net, rnet = _ImageNetInput(model), _ImageNetInput(random_model)
+    every = representation_layers(model, (x[:1] - torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
+                                  / torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
+    if cfg.imagenet_layers is not None:
+        bad = [n for n in cfg.imagenet_layers if n not in every]
+        if bad:
+            raise UserError(f"imagenet_layers names {bad[0]!r}, not a representation layer of {cfg.imagenet_model}: "
+                            f"choose among {', '.join(every)}.")
+        layers = list(cfg.imagenet_layers)
+    else:
+        kinds = (nn.ReLU, nn.MaxPool2d, nn.AdaptiveAvgPool2d)
+        layers = [n for n in every if isinstance(model.get_submodule(n), kinds)] + every[-1:]
+    t = time.perf_counter()
+    errors = {}
+    with torch.no_grad():
+        predicted = net(x).argmax(1)
+    for tag, n_ in (("trained", net), ("random", rnet)):
+        inv = _invert(cfg, n_, x, [f"net.{n}" for n in layers])
+        errors[tag] = {n: float(inv[f"net.{n}"].error) for n in layers}
+        arrays[f"{key}.{tag}.images"] = np.stack([inv[f"net.{n}"].images.float().cpu().numpy() for n in layers])
+        arrays[f"{key}.{tag}.errors"] = np.stack([inv[f"net.{n}"].errors for n in layers])
+    invert_seconds = time.perf_counter() - t
+    arrays.update({f"{key}.originals": x.numpy(), f"{key}.labels": predicted.numpy(),
+                   f"{key}.classes": np.array([], dtype=str)})
+    mse = {n: float(((arrays[f"{key}.trained.images"][i] - x.numpy()) ** 2).mean()) for i, n in enumerate(layers)}
+    m = {"network": f"{cfg.imagenet_model} ({Path(cfg.weights or '').name}) on scikit-image samples",
+         "model": f"ImageNet weights {cfg.weights}", "layers": layers, "test_accuracy": None,
+         "train_seconds": 0.0, "invert_seconds": invert_seconds, "inversion_error_by_layer": errors,
+         "pixel_mse_by_layer": mse, "featurevis_objective_by_layer": {},
+         "lambda_tv_by_layer": dict(zip(layers, tv_by_depth(cfg, len(layers)), strict=True))}
+    return m, {"dataset": "scikit-image samples", "images": names, "size": size, "weights": cfg.weights}
+
+
 @register_experiment("inversion", TITLE, InversionConfig)
 def run(cfg: InversionConfig, out_dir: Path, progress: bool = True) -> Result:
     """Train each network and invert its representations; `convscope.report.pages.inversion` draws the figures."""
@@ -199,6 +272,10 @@ def run(cfg: InversionConfig, out_dir: Path, progress: bool = True) -> Result:
     per, infos = {}, []
     for i, tcfg in enumerate([cfg.train] + ([cfg.second] if cfg.second is not None else [])):
         per[f"s{i}"], info = _measure(cfg, tcfg, f"s{i}", arrays, progress)
+        infos.append(info)
+    if cfg.weights is not None:
+        key = f"s{len(per)}"
+        per[key], info = _measure_imagenet(cfg, arrays, key)
         infos.append(info)
     by = lambda name: {k: m[name] for k, m in per.items()}  # noqa: E731
     trained_vs_random = {k: float(np.mean([m["inversion_error_by_layer"]["random"][n] <

@@ -43,9 +43,35 @@ def test_tv_grows_geometrically_with_depth():
     assert tv_by_depth(cfg, 1) == [0.01]
 
 
-def test_imagenet_weights_are_refused_with_a_sentence():
-    with pytest.raises(UserError, match="not yet supported"):
-        InversionConfig(weights="alexnet.pth")
+@pytest.mark.slow
+def test_an_imagenet_network_given_by_weights_is_a_third_study(tmp_path):
+    from safetensors.torch import save_file
+
+    from convscope.models import create_model
+
+    weights = tmp_path / "alexnet.safetensors"  # an AlexNet state dict, as a user's file would hold one
+    save_file({k: v.contiguous() for k, v in create_model("alexnet").state_dict().items()}, str(weights))
+    cfg = InversionConfig(train=TINY, second=None, images=2, deep_images=2, steps=6, featurevis_channels=1,
+                          featurevis_steps=2, weights=str(weights), imagenet_size=64,
+                          imagenet_images=("chelsea", "coffee"),
+                          imagenet_layers=("features.relu1", "features.pool5", "classifier.fc8"))
+    run_experiment("inversion", tmp_path / "out", cfg, progress=False)
+    r = Result.load(tmp_path / "out")
+    st = r.metrics["per_study"]["s1"]
+    assert st["layers"] == ["features.relu1", "features.pool5", "classifier.fc8"]
+    for tag in ("trained", "random"):
+        assert r.arrays[f"s1.{tag}.images"].shape == (3, 2, 3, 64, 64)  # layer, image, colour
+        assert set(r.metrics["inversion_error_by_layer"]["s1"][tag]) == set(st["layers"])
+    assert r.arrays["s1.originals"].shape == (2, 3, 64, 64) and 0 <= r.arrays["s1.originals"].min()
+    assert figures_drawn(tmp_path / "out", "inversion") == 4 + 3  # the third study has no deep-layer figure
+
+
+def test_imagenet_settings_are_checked_with_a_sentence(tmp_path):
+    with pytest.raises(UserError, match="alexnet or vgg16"):
+        InversionConfig(weights="w.pth", imagenet_model="resnet50")
+    with pytest.raises(UserError, match="does not exist|No such|cannot|not found|read"):
+        run_experiment("inversion", tmp_path / "o",
+                       InversionConfig(train=TINY, second=None, weights=str(tmp_path / "none.pth")), progress=False)
 
 
 def test_an_unknown_deep_layer_names_the_choices(tmp_path):
