@@ -232,8 +232,7 @@ def _measure_imagenet(cfg: InversionConfig, arrays: dict[str, np.ndarray], key: 
     size = cfg.imagenet_size
     x = torch.stack([torch.from_numpy(sample_image(n, grey=False, size=size)).permute(2, 0, 1) for n in names])
     net, rnet = _ImageNetInput(model), _ImageNetInput(random_model)
-    every = representation_layers(model, (x[:1] - torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
-                                  / torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
+    every = [n.removeprefix("net.") for n in representation_layers(net, x[:1]) if n.startswith("net.")]
     if cfg.imagenet_layers is not None:
         bad = [n for n in cfg.imagenet_layers if n not in every]
         if bad:
@@ -247,8 +246,8 @@ def _measure_imagenet(cfg: InversionConfig, arrays: dict[str, np.ndarray], key: 
     errors = {}
     with torch.no_grad():
         predicted = net(x).argmax(1)
-    for tag, n_ in (("trained", net), ("random", rnet)):
-        inv = _invert(cfg, n_, x, [f"net.{n}" for n in layers])
+    for tag, network in (("trained", net), ("random", rnet)):
+        inv = _invert(cfg, network, x, [f"net.{n}" for n in layers])
         errors[tag] = {n: float(inv[f"net.{n}"].error) for n in layers}
         arrays[f"{key}.{tag}.images"] = np.stack([inv[f"net.{n}"].images.float().cpu().numpy() for n in layers])
         arrays[f"{key}.{tag}.errors"] = np.stack([inv[f"net.{n}"].errors for n in layers])

@@ -131,10 +131,11 @@ class _Atlas:
         self.exp_links = [Link(f"exp-{e.slug}.html", e.slug, e.result.title if e.result else f"{e.slug} (skipped)")
                           for e in run_files.experiments]
         # Experiment pages of their own for one layer of this run (the microscope's), linked from its layer page.
+        self.parts = {e.slug: page_for(e.result.name).parts(e.result) for e in run_files.experiments if e.result}
         self.layer_parts: dict[str, list[Link]] = {}
         for e in run_files.experiments:
             if e.result is not None:
-                for key, part in page_for(e.result.name).parts(e.result).items():
+                for key, part in self.parts[e.slug].items():
                     self.layer_parts.setdefault(key, []).append(
                         Link(f"exp-{e.slug}--{safe_name(key)}.html", key, f"{e.result.title}: {part.title}"))
         self.has_model = bool(run_files.summary or run_files.metrics)
@@ -310,7 +311,7 @@ class _Atlas:
         if r is None:  # the lab skipped it: say why and how to add it
             return self.page(href, "skipped.html", exp.slug, exp=exp)
         page = page_for(r.name)
-        parts = page.parts(r)
+        parts = self.parts[exp.slug]
         part_href = {key: f"exp-{exp.slug}--{safe_name(key)}.html" for key in parts}
         figs: list[dict] = []
         by_part: dict[str, list[dict]] = {}

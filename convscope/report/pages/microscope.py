@@ -18,7 +18,7 @@ from matplotlib.image import imsave
 
 from convscope.report.figures import DIVERGING, mosaic
 from convscope.report.pages import ExperimentPage, Figure, Part, register_page
-from convscope.report.pages.zf import _cells
+from convscope.report.pages.zf import block, cells
 from convscope.result import Result
 
 WHITE = 1.0
@@ -49,14 +49,6 @@ def _filters(w: np.ndarray) -> np.ndarray:
     peak = float(np.abs(w).max()) or 1.0
     planes = colormaps[DIVERGING](0.5 + 0.5 * w / peak)[..., :3].astype(np.float32)  # (C_in, kh, kw, 3)
     return mosaic(planes, min(len(planes), 8), gap=1, fill=WHITE)
-
-
-def _block(cells: np.ndarray) -> np.ndarray:
-    """(k, h, w, 3) -> a square block of the k cells."""
-    side = math.ceil(math.sqrt(len(cells)))
-    full = np.ones((side * side, *cells.shape[1:]), np.float32)
-    full[:len(cells)] = cells
-    return mosaic(full, side, gap=max(1, cells.shape[1] // 10), fill=WHITE)
 
 
 def _same_height(*imgs: np.ndarray) -> np.ndarray:
@@ -131,7 +123,7 @@ class MicroscopePage(ExperimentPage):
             for c in range(len(vis)):  # the tile: visualisation, top images, their projections; the filter below
                 parts = [_vis(vis[c])]
                 if patch is not None and proj is not None:
-                    parts += [_block(_cells(patch[c], "patch")), _block(_cells(proj[c], "proj"))]
+                    parts += [block(cells(patch[c], "patch")), block(cells(proj[c], "proj"))]
                 tile = _below(_same_height(*parts), _filters(weight[c]))
                 figs.append(Figure(f"c{c} · {_about(r, n, c, short=True)}", rgb_png(tile, 96), part=n,
                                    link=f"{n}/c{c}"))
@@ -145,6 +137,6 @@ class MicroscopePage(ExperimentPage):
                     figs.append(Figure(
                         "Top training images: the input patches under the receptive field (left) and the deconvnet "
                         "projection of each one's activation (right), strongest first; pale cells are outside the "
-                        "image.", rgb_png(_same_height(_block(_cells(patch[c], "patch")),
-                                                       _block(_cells(proj[c], "proj"))), 224), part=key))
+                        "image.", rgb_png(_same_height(block(cells(patch[c], "patch")),
+                                                       block(cells(proj[c], "proj"))), 224), part=key))
         return figs

@@ -41,7 +41,7 @@ def _short(layer: str) -> str:
     return layer.split(".")[-1]
 
 
-def _cells(a: np.ndarray, kind: str) -> np.ndarray:
+def cells(a: np.ndarray, kind: str) -> np.ndarray:
     """(n, C, h, w) patches or projections as (n, h, w, 3) RGB; NaN (outside the image) as EDGE."""
     a = np.asarray(a, np.float32)
     nan = np.isnan(a).any(1)
@@ -62,23 +62,23 @@ def _cells(a: np.ndarray, kind: str) -> np.ndarray:
     return rgb
 
 
+def block(tiles: np.ndarray) -> np.ndarray:
+    """(k, h, w, 3) tiles -> one square block of them, row-major, white where k falls short of the square."""
+    side = math.ceil(math.sqrt(len(tiles)))
+    full = np.ones((side * side, *tiles.shape[1:]), np.float32)
+    full[:len(tiles)] = tiles
+    return mosaic(full, side, gap=max(1, tiles.shape[1] // 10), fill=1.0)
+
+
 def top9_figure(r: Result, key: str, layer: str) -> bytes:
     """Fig. 2 for one layer: per channel, a 3×3 block of input patches beside a 3×3 block of projections."""
     pre = f"{key}.top.{layer}"
     patch, proj, value = r.arrays[f"{pre}.patch"], r.arrays[f"{pre}.proj"], r.arrays[f"{pre}.value"]
-    C, k = patch.shape[:2]
-    h, w = patch.shape[3:]
-    side = math.ceil(math.sqrt(k))
-    gap = max(1, h // 10)
-
-    def block(cells: np.ndarray) -> np.ndarray:  # (k, h, w, 3) -> one side×side block
-        full = np.ones((side * side, h, w, 3), np.float32)
-        full[:k] = cells
-        return mosaic(full, side, gap=gap, fill=1.0)
-
+    C = patch.shape[0]
+    gap = max(1, patch.shape[3] // 10)
     blocks = []
     for c in range(C):
-        left, right = block(_cells(patch[c], "patch")), block(_cells(proj[c], "proj"))
+        left, right = block(cells(patch[c], "patch")), block(cells(proj[c], "proj"))
         spacer = np.ones((left.shape[0], gap * 2, 3), np.float32)
         blocks.append(np.concatenate([left, spacer, right], axis=1))
     bh, bw = blocks[0].shape[:2]
@@ -165,7 +165,7 @@ def evolution_figure(r: Result, key: str) -> bytes:
         proj, index, channels = r.arrays[f"{pre}.proj"], r.arrays[f"{pre}.index"][:, :, 0], r.arrays[f"{pre}.channels"]
         c, _, _, h, w = proj.shape
         gap = max(1, h // 8)
-        grid = mosaic(_cells(proj.reshape(c * E, *proj.shape[2:]), "proj"), E, gap=gap, fill=1.0)
+        grid = mosaic(cells(proj.reshape(c * E, *proj.shape[2:]), "proj"), E, gap=gap, fill=1.0)
         ax.imshow(grid, interpolation="nearest")
         for ci in range(c):
             for ei in range(1, E):
