@@ -228,6 +228,57 @@ def _axis(lo: Tensor, hi: Tensor, out: int, k: int, s: int, d: int, before: int)
     return first, torch.maximum(last, first)
 
 
+def spread(chain: Chain, lo: Tensor, hi: Tensor) -> Iterator[tuple[int, Window | str | None, Tensor, Tensor]]:
+    """Follow the changed boxes, first input rows and columns `lo` (P, 2) to last `hi`, layer by layer: yields
+    (leaf index, its kind, its output's changed box lo, hi) with kind a `Window`, None for a pointwise layer
+    (box unchanged), or, last, "end" where the maps stop being spatial or the reason the layer cannot be
+    followed."""
+    for i, m in enumerate(chain.modules):
+        inp, out = chain.input_of(i), chain.outputs[i]
+        kind = classify(m, inp, out)
+        if kind == "point" and out.shape != inp.shape:
+            kind = "it changes the shape of its input"
+        if isinstance(kind, str) and kind != "point":
+            yield i, kind, lo, hi
+            return
+        if isinstance(kind, Window):
+            (oh, ow), (pt, _, pl, _) = out.shape[-2:], kind.pad
+            ly, hy = _axis(lo[:, 0], hi[:, 0], oh, kind.kernel[0], kind.stride[0], kind.dilation[0], pt)
+            lx, hx = _axis(lo[:, 1], hi[:, 1], ow, kind.kernel[1], kind.stride[1], kind.dilation[1], pl)
+            lo, hi = torch.stack([ly, lx], 1), torch.stack([hy, hx], 1)
+        yield i, kind if isinstance(kind, Window) else None, lo, hi
+
+
+def least_macs(chain: Chain, starts: Tensor, window: tuple[int, int]) -> dict[str, tuple[int, int]]:
+    """The fewest multiply-adds any exact occlusion must do, per conv or linear layer, over all windows at
+    `starts` (P, 2): (full re-inference, least). A windowed layer must recompute every output its changed input
+    box reaches, each position alone (no box shared with other positions); a linear layer right after the last
+    spatial map (through pointwise layers and a flatten) needs only the columns of its changed inputs
+    (y' = y + W[:, changed] · Δ); every later layer runs whole. The engine's plan does more: its boxes are the
+    largest of a batch's positions, and it runs whole from the first layer one position changes entirely."""
+    H, W = chain.x.shape[-2:]
+    at = torch.stack([starts[:, 0].clamp(max=H - window[0]), starts[:, 1].clamp(max=W - window[1])], 1)
+    P, counts, share = len(starts), {}, torch.ones(len(starts))
+    end = len(chain.modules)
+    for i, kind, lo, hi in spread(chain, at.cpu(), at.cpu() + torch.tensor(window) - 1):
+        if isinstance(kind, str):
+            end = i
+            break
+        size, area = hi - lo + 1, chain.outputs[i].shape[-2] * chain.outputs[i].shape[-1]
+        share = (size[:, 0] * size[:, 1]).double() / area
+        full = macs(chain.modules[i], chain.outputs[i]) * P
+        if full:
+            counts[chain.names[i]] = (full, round(float(share.sum()) / P * full))
+    for i in range(end, len(chain.modules)):
+        m, full = chain.modules[i], macs(chain.modules[i], chain.outputs[i]) * len(starts)
+        if not full:
+            continue
+        first = isinstance(m, nn.Linear) and all(
+            isinstance(chain.modules[j], nn.Flatten | nn.Dropout) for j in range(end, i))
+        counts[chain.names[i]] = (full, round(float(share.sum()) / P * full) if first else full)
+    return counts
+
+
 class Plan:
     """Which layers run on patches for the windows starting at `starts` (P, 2) of size `window`, and where the
     patches are pasted into full activations (`split`: the first leaf that runs on full maps).
@@ -244,31 +295,22 @@ class Plan:
         self.chain, self.window, self.starts = chain, window, starts.cpu()
         at = torch.stack([self.starts[:, 0].clamp(max=H - window[0]), self.starts[:, 1].clamp(max=W - window[1])], 1)
         self.input_at = at  # (P, 2) the input box: the window, shifted inside the image
-        lo, hi = at, at + torch.tensor(window) - 1
         self.steps: list[Step] = []
         self.reason: str | None = None
         self.split = 0
-        for i, m in enumerate(chain.modules):
-            inp, out = chain.input_of(i), chain.outputs[i]
-            kind = classify(m, inp, out)
-            if kind == "end":
+        for i, kind, lo, hi in spread(chain, at, at + torch.tensor(window) - 1):
+            if isinstance(kind, str):
+                if kind != "end":
+                    self.reason = f"{chain.names[i]!r}: {kind}"
                 break
-            if isinstance(kind, str) and kind != "point":
-                self.reason = f"{chain.names[i]!r}: {kind}"
-                break
-            if kind == "point":
-                if out.shape != inp.shape:
-                    self.reason = f"{chain.names[i]!r} changes the shape of its input"
-                    break
+            if kind is None:
                 self.steps.append(Step(i, "point"))
                 self.split = i + 1
                 continue
-            (h, w), (oh, ow), (pt, pb, pl, pr) = inp.shape[-2:], out.shape[-2:], kind.pad
-            ly, hy = _axis(lo[:, 0], hi[:, 0], oh, kind.kernel[0], kind.stride[0], kind.dilation[0], pt)
-            lx, hx = _axis(lo[:, 1], hi[:, 1], ow, kind.kernel[1], kind.stride[1], kind.dilation[1], pl)
-            lo, hi = torch.stack([ly, lx], 1), torch.stack([hy, hx], 1)
+            inp, (oh, ow), (pt, pb, pl, pr) = chain.input_of(i), chain.outputs[i].shape[-2:], kind.pad
             if (hi - lo + 1).max(0).values.tolist() == [oh, ow]:
                 break  # the change covers the whole map for some position: run this layer on full maps
+            h, w = inp.shape[-2:]
             # the padded input reaches every window, ceil-mode pooling's last one included
             hp = max(pt + h + pb, (oh - 1) * kind.stride[0] + kind.dilation[0] * (kind.kernel[0] - 1) + 1)
             wp = max(pl + w + pr, (ow - 1) * kind.stride[1] + kind.dilation[1] * (kind.kernel[1] - 1) + 1)
@@ -383,4 +425,5 @@ def _grid(at: Tensor, box: tuple[int, int], batch: int, size: tuple[int, int]) -
     return b + (i * W)[:, None, :, None] + j[:, None, None, :]
 
 
-__all__ = ["Chain", "NotIncremental", "Plan", "Step", "Window", "classify", "macs", "trace_chain"]
+__all__ = ["Chain", "NotIncremental", "Plan", "Step", "Window", "classify", "least_macs", "macs", "spread",
+           "trace_chain"]

@@ -13,9 +13,10 @@ import torch
 from torch import nn
 
 from convscope.errors import UserError
-from convscope.explain.incremental import NotIncremental, Plan, trace_chain
+from convscope.explain.incremental import NotIncremental, Plan, least_macs, trace_chain
 from convscope.explain.occlusion import Occlusion, window_starts
 from convscope.hooks import frozen
+from convscope.models import create_model
 from tests.explain.conftest import zoo
 from tests.usermodels import user_model
 
@@ -194,3 +195,35 @@ def test_the_chain_trace_refuses_what_it_cannot_follow():
     assert counts["classifier.fc1"][1] == counts["classifier.fc1"][0]
     with pytest.raises(UserError, match="fast must be"):
         Occlusion(lenet, fast="yes")  # type: ignore[arg-type]
+
+
+def test_least_macs_on_a_hand_worked_chain():
+    """conv 3×3 pad 1 (2→3 channels) on 8×8, ReLU, 2×2 max pool, flatten, linear 48→5, ReLU, linear 5→2, with
+    a 2×2 window at (0, 0) and at (3, 3). By hand: the conv's changed output is rows/cols 0..2 (9 of 64 pixels)
+    and 2..5 (16 of 64); the pool's is 0..1 and 1..2 (4 of 16 each); the first linear needs the columns of
+    the changed inputs only, the second runs whole."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(2, 3, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+                          nn.Linear(48, 5), nn.ReLU(), nn.Linear(5, 2)).eval()
+    x = torch.rand(1, 2, 8, 8)
+    with torch.no_grad():
+        chain = trace_chain(model, x)
+    counts = least_macs(chain, torch.tensor([[0, 0], [3, 3]]), (2, 2))
+    conv_full = 64 * 3 * 2 * 9  # per position
+    assert counts == {"0": (2 * conv_full, conv_full * (9 + 16) // 64), "4": (2 * 240, 240 * 2 * 4 // 16),
+                      "6": (2 * 10, 2 * 10)}
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 64])
+def test_least_macs_bounds_the_plan(chunk):
+    """No batch plan can do less than the least an exact method must: per layer and in total."""
+    torch.manual_seed(0)
+    model, x = create_model("alexnet", num_classes=10, hidden=64).eval(), torch.rand(1, 3, 224, 224)
+    starts = torch.tensor([(y, xx) for y in window_starts(224, 16, 24) for xx in window_starts(224, 16, 24)])
+    with torch.no_grad(), frozen(model):
+        chain = trace_chain(model, x)
+        plan, least = Plan(chain, starts, (16, 16)).macs(chunk), least_macs(chain, starts, (16, 16))
+    assert plan.keys() == least.keys()
+    for name, (full, done) in plan.items():
+        assert least[name][0] == full and least[name][1] <= done, name
+    assert least["classifier.fc6"][1] < least["classifier.fc6"][0]  # the first linear sees a partial change
