@@ -166,8 +166,6 @@ def explain(
     if run is not None:
         from convscope.train.run import load_run_model
 
-        if not (run / "checkpoint").is_dir():
-            raise UserError(f"{run} holds no checkpoint: give a run directory written by convscope train or lab.")
         net, cfg = load_run_model(run)
         model, data = net, cfg.data
         if size is None and (run / "run.json").is_file():  # the run knows its input size

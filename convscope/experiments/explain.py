@@ -18,7 +18,7 @@ The Result holds arrays only; `report/pages/explain.py` draws the grid, the curv
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,7 @@ from convscope.hooks import conv_layers
 from convscope.models.loading import load_model
 from convscope.result import Published, Result, provenance
 from convscope.train.loop import fit, resolve_device
-from convscope.train.run import build_model, load_data, load_run_model
+from convscope.train.run import build_model, load_data, model_of_run
 
 ADEBAYO = "Adebayo et al., NeurIPS 2018 (docs/REFERENCE.md §9)"
 RISE = "Petsiuk, Das and Saenko, BMVC 2018 (docs/REFERENCE.md §9)"
@@ -70,10 +70,7 @@ class ExplainConfig:
 def _model_and_data(cfg: ExplainConfig, progress: bool) -> tuple[nn.Module, Any, dict, str]:
     """The model to explain, the test tensors, the data's description and where the model came from."""
     if cfg.run is not None:
-        if not (Path(cfg.run) / "checkpoint").is_dir():
-            raise UserError(f"{cfg.run} holds no checkpoint: give a run directory written by convscope train or lab.")
-        model, tcfg = load_run_model(cfg.run, device=str(resolve_device(cfg.train.device)))
-        _, test, info = load_data(replace(tcfg, train_subset=None, test_subset=None), progress=progress)
+        model, _, _, test, info = model_of_run(cfg.run, str(resolve_device(cfg.train.device)), progress=progress)
         return model, test, info, f"the checkpoint of run {cfg.run}"
     train, test, info = load_data(cfg.train, progress=progress)
     device = resolve_device(cfg.train.device)

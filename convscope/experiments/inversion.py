@@ -44,8 +44,8 @@ from convscope.hooks import conv_layers
 from convscope.models.loading import build, load_model
 from convscope.optvis import invert_layers, render_channels
 from convscope.result import Published, Result, provenance
-from convscope.train.loop import evaluate, fit, resolve_device
-from convscope.train.run import build_model, load_data, load_run_model
+from convscope.train.loop import evaluate, resolve_device
+from convscope.train.run import build_model, model_of_run, train_here
 
 SOURCE = "Mahendran & Vedaldi, CVPR 2015 (docs/REFERENCE.md §6)"
 TITLE = "Mahendran & Vedaldi: inverting representations layer by layer"
@@ -151,18 +151,12 @@ def _networks(tcfg: TrainConfig, run: str | None, progress: bool) -> tuple[nn.Mo
     the training config, the test data, its description and the training time."""
     device = resolve_device(tcfg.device)
     if run is not None:
-        if not (Path(run) / "checkpoint").is_dir():
-            raise UserError(f"{run} holds no checkpoint: give a run directory written by convscope train or lab.")
-        model, tcfg = load_run_model(run, device=str(device))
-        tcfg = replace(tcfg, train_subset=None, test_subset=1000)
-    train, test, info = load_data(tcfg, progress=progress)
+        model, tcfg, train, test, info = model_of_run(run, str(device), progress=progress, test_subset=1000)
+        seconds = 0.0
+    else:
+        model, train, test, info, seconds = train_here(tcfg, progress=progress)
     random_model = build_model(tcfg, train[0].shape[1], len(info["classes"]), device).eval()  # its seeded start
-    if run is not None:
-        return model, random_model, tcfg, test, info, 0.0
-    model = build_model(tcfg, train[0].shape[1], len(info["classes"]), device)
-    t = time.perf_counter()
-    fit(model, train, test, tcfg, progress=progress)
-    return model.eval(), random_model, tcfg, test, info, time.perf_counter() - t
+    return model, random_model, tcfg, test, info, seconds
 
 
 def _measure(cfg: InversionConfig, tcfg: TrainConfig, key: str, arrays: dict[str, np.ndarray],

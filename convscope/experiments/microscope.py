@@ -22,7 +22,7 @@ The Result holds arrays only; `report/pages/microscope.py` draws the tiles and p
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +38,8 @@ from convscope.hooks import activations, conv_layers, conv_weight, get_layer
 from convscope.optvis import render_channels
 from convscope.optvis.objectives import neuron
 from convscope.result import Result, provenance
-from convscope.train.loop import evaluate, fit, resolve_device
-from convscope.train.run import build_model, load_data, load_run_model
+from convscope.train.loop import evaluate, resolve_device
+from convscope.train.run import model_of_run, train_here
 
 TITLE = "Microscope: every channel of every conv layer"
 
@@ -70,17 +70,12 @@ class MicroscopeConfig:
 def _model(cfg: MicroscopeConfig, out_dir: Path, progress: bool) -> tuple[torch.nn.Module, Any, Any, dict, str]:
     """The model to look at, its data and where it came from."""
     if cfg.run is not None:
-        if not (Path(cfg.run) / "checkpoint").is_dir():
-            raise UserError(f"{cfg.run} holds no checkpoint: give a run directory written by convscope train or lab.")
-        model, rcfg = load_run_model(cfg.run, device=str(resolve_device(cfg.train.device)))
-        train, test, info = load_data(replace(rcfg, train_subset=None, test_subset=None), root=cfg.root,
-                                      progress=progress)
-        return model.eval(), train, test, info, f"{rcfg.model} on {rcfg.data}, the checkpoint of run {cfg.run}"
+        model, rcfg, train, test, info = model_of_run(cfg.run, str(resolve_device(cfg.train.device)), cfg.root,
+                                                      progress)
+        return model, train, test, info, f"{rcfg.model} on {rcfg.data}, the checkpoint of run {cfg.run}"
     tcfg = cfg.train
-    train, test, info = load_data(tcfg, root=cfg.root, progress=progress)
-    model = build_model(tcfg, train[0].shape[1], len(info["classes"]), resolve_device(tcfg.device))
-    fit(model, train, test, tcfg, out_dir=out_dir / "run", progress=progress)
-    return model.eval(), train, test, info, f"{tcfg.model} on {tcfg.data}, trained here ({tcfg.epochs} epochs)"
+    model, train, test, info, _ = train_here(tcfg, out_dir / "run", cfg.root, progress)
+    return model, train, test, info, f"{tcfg.model} on {tcfg.data}, trained here ({tcfg.epochs} epochs)"
 
 
 @register_experiment("microscope", TITLE, MicroscopeConfig)

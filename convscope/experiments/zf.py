@@ -46,8 +46,8 @@ from convscope.explain.occlusion_maps import ink_region, occlusion_maps, pointin
 from convscope.hooks import activations, conv_layers
 from convscope.result import Published, Result, provenance
 from convscope.train.checkpoint import epoch_weights, load_epoch_weights
-from convscope.train.loop import evaluate, fit, resolve_device
-from convscope.train.run import build_model, load_data, load_run_model
+from convscope.train.loop import evaluate, resolve_device
+from convscope.train.run import model_of_run, train_here
 
 SOURCE = "Zeiler & Fergus, ECCV 2014 (docs/REFERENCE.md §5)"
 TITLE = "Zeiler & Fergus: top-9 projections, occlusion, feature evolution"
@@ -120,12 +120,9 @@ def _train_here(tcfg: TrainConfig, out: Path, progress: bool, root: str | None =
                 ) -> tuple[nn.Module, Data, Data, dict, dict]:
     """Train `tcfg` keeping every epoch into `out`; the model, data (from `root`, if given) and each epoch's
     weights."""
-    tcfg = replace(tcfg, keep_epochs=True)
-    train, test, info = load_data(tcfg, root=root, progress=progress)
-    model = build_model(tcfg, train[0].shape[1], len(info["classes"]), resolve_device(tcfg.device))
-    fit(model, train, test, tcfg, out_dir=out, progress=progress)
+    model, train, test, info, _ = train_here(replace(tcfg, keep_epochs=True), out, root, progress)
     weights = {e: load_epoch_weights(p) for e, p in epoch_weights(out).items()}
-    return model.eval(), train, test, info, weights
+    return model, train, test, info, weights
 
 
 def _study(cfg: ZFConfig, tcfg: TrainConfig, index: int, out_dir: Path, progress: bool) -> Study:
@@ -133,18 +130,14 @@ def _study(cfg: ZFConfig, tcfg: TrainConfig, index: int, out_dir: Path, progress
     run_dir = out_dir / "runs" / f"{index}-{tcfg.model}-{tcfg.data}"
     layer = cfg.occlusion_layer if index == 0 else cfg.second_occlusion_layer
     if index == 0 and cfg.run is not None:
-        if not (Path(cfg.run) / "checkpoint").is_dir():
-            raise UserError(f"{cfg.run} holds no checkpoint: give a run directory written by convscope train or lab.")
-        model, rcfg = load_run_model(cfg.run, device=str(resolve_device(tcfg.device)))
-        train, test, info = load_data(replace(rcfg, train_subset=None, test_subset=None), root=cfg.root,
-                                      progress=progress)
+        model, rcfg, train, test, info = model_of_run(cfg.run, str(resolve_device(tcfg.device)), cfg.root, progress)
         kept = epoch_weights(cfg.run)
         if len(kept) >= 2:
             weights, evo = {e: load_epoch_weights(p) for e, p in kept.items()}, f"the epochs run {cfg.run} kept"
         else:  # the run kept its last epoch only: follow a model trained here instead
             *_, weights = _train_here(tcfg, run_dir, progress, cfg.root)
             evo = f"{tcfg.model} trained here on {tcfg.data} for {tcfg.epochs} epochs (run {cfg.run} kept one)"
-        return Study(f"{rcfg.model} on {rcfg.data}", model.eval(), train, test, info, f"the checkpoint of run "
+        return Study(f"{rcfg.model} on {rcfg.data}", model, train, test, info, f"the checkpoint of run "
                      f"{cfg.run}", weights, layer, evo)
     model, train, test, info, weights = _train_here(tcfg, run_dir, progress, cfg.root)
     origin = f"{tcfg.model} trained here on {tcfg.data} ({tcfg.epochs} epochs, {len(train[0])} images)"

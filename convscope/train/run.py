@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -176,7 +176,9 @@ def write_atlas_inputs(model: nn.Module, out_dir: Path, x_test: torch.Tensor, y_
 
 
 def load_run_model(out_dir: str | Path, device: str = "cpu") -> tuple[nn.Module, TrainConfig]:
-    """Rebuild the model of a finished run from its checkpoint."""
+    """Rebuild the model of a finished run from its checkpoint, in eval mode on `device`."""
+    if not (Path(out_dir) / "checkpoint").is_dir():
+        raise UserError(f"{out_dir} holds no checkpoint: give a run directory written by convscope train or lab.")
     ckpt = load_checkpoint(Path(out_dir) / "checkpoint", map_location=device)
     cfg = from_dict(TrainConfig, ckpt.config)
     data = ckpt.provenance.get("data", {})
@@ -185,6 +187,30 @@ def load_run_model(out_dir: str | Path, device: str = "cpu") -> tuple[nn.Module,
                   **cfg.model_args)
     restore(ckpt, model)
     return model.to(device).eval(), cfg
+
+
+Data = tuple[torch.Tensor, torch.Tensor]
+
+
+def model_of_run(run: str | Path, device: str = "cpu", root: str | Path | None = None, progress: bool = False,
+                 test_subset: int | None = None) -> tuple[nn.Module, TrainConfig, Data, Data, dict[str, Any]]:
+    """The model of a finished run (a directory written by `convscope train` or the lab) in eval mode on
+    `device`, its config, and its data: the whole training set and the test set (`test_subset` images of it),
+    read from `root` if given; `load_data`'s description last."""
+    model, cfg = load_run_model(run, device=device)
+    cfg = replace(cfg, train_subset=None, test_subset=test_subset)
+    train, test, info = load_data(cfg, root=root, progress=progress)
+    return model, cfg, train, test, info
+
+
+def train_here(cfg: TrainConfig, out_dir: str | Path | None = None, root: str | Path | None = None,
+               progress: bool = False) -> tuple[nn.Module, Data, Data, dict[str, Any], float]:
+    """`cfg`'s model trained on its data (read from `root` if given; checkpoints into `out_dir` if given), in
+    eval mode: the model, the training and test data, `load_data`'s description and the seconds training took."""
+    train, test, info = load_data(cfg, root=root, progress=progress)
+    model = build_model(cfg, train[0].shape[1], len(info["classes"]), resolve_device(cfg.device))
+    result = fit(model, train, test, cfg, out_dir=out_dir, progress=progress)
+    return model.eval(), train, test, info, result.train_seconds
 
 
 def _check_model_args(cfg: TrainConfig) -> None:
