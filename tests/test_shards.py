@@ -93,3 +93,32 @@ def test_two_ranks_scan_exactly_what_one_process_scans(tmp_path):
     for region, point in alone["point"].items():
         for field in ("best", "drop", "hit", "chance"):
             assert torch.equal(getattr(merged["point"][region], field), getattr(point, field)), f"{region} {field}"
+
+
+def _primitives(rank: int, world: int, path: str) -> None:
+    """Uneven shares, one rank without rows (of another shape: a scan's empty `torch.zeros(0)`)."""
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=os.environ["SHARDS_PORT"])
+    torch.distributed.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        full = torch.arange(30, dtype=torch.float64).view(5, 2, 3)
+        index = torch.tensor([3, 0, 4, 1, 2]) if rank == 0 else torch.zeros(0, dtype=torch.long)
+        mine = full[index] if rank == 0 else torch.zeros(0)
+        rows = torch.arange(12).view(3, 4) + 100 * rank if rank == 0 else torch.zeros(3, 0, dtype=torch.long)
+        result = {"examples": shards.gather_examples(mine, index, 5), "rows": shards.gather_rows(rows),
+                  "shared": shards.share_out(lambda i: (i, shards.ranks()[0]), list(range(5)))}
+        torch.save(result, f"{path}.{rank}")
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+@pytest.mark.xdist_group("distributed")
+def test_the_gathers_take_uneven_and_empty_shares_and_share_out_deals_round_robin(tmp_path):
+    from convscope.train.distributed import free_port
+
+    os.environ["SHARDS_PORT"] = str(free_port())
+    mp.spawn(_primitives, args=(2, str(tmp_path / "prim.pt")), nprocs=2)
+    for rank in range(2):  # every rank gets the same
+        got = torch.load(tmp_path / f"prim.pt.{rank}", weights_only=False)
+        assert torch.equal(got["examples"], torch.arange(30, dtype=torch.float64).view(5, 2, 3))
+        assert torch.equal(got["rows"], torch.arange(12).view(3, 4))
+        assert got["shared"] == [(0, 0), (1, 1), (2, 0), (3, 1), (4, 0)]

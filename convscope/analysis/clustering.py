@@ -17,8 +17,9 @@ measure that clustering on held-out images:
 Both figures need every held-out image's representation, so `clustering_scan` computes them batch by batch
 and, with `distributed=True` in a `torch.distributed` process group, each rank runs the forward passes of its
 share of the batches (`shards.rank_batches`), the representations are put back in dataset order on every
-rank (`shards.gather_examples`), and the k-NN queries' chunks are dealt out too, their correct votes summed:
-the one-process figures exactly.
+rank (`shards.gather_examples`), the k-NN queries' chunks are dealt out too, their correct votes summed, and
+each rank computes the scatter ratios of its share of the layers (`shards.share_out`): the one-process figures
+exactly.
 
 Example:
     >>> names = representation_layers(model, x)              # every layer that runs once, in forward order
@@ -30,11 +31,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
 from convscope.hooks import activations, eval_mode, model_device, trace_modules
-from convscope.shards import gather_examples, rank_batches, sum_over_ranks
+from convscope.shards import gather_examples, rank_batches, share_out, sum_over_ranks
 
 
 @dataclass
@@ -103,26 +105,30 @@ def knn_accuracy(features: torch.Tensor, labels: torch.Tensor, k: int = 5, refer
     # The nearest neighbour weighs 1 + k·eps, the k-th 1 + eps: a tie in counts goes to the nearer ones.
     weights = 1 + 1e-3 * torch.arange(k, 0, -1, device=x.device, dtype=torch.float64)  # (k,)
     correct = torch.zeros((), dtype=torch.int64)
+    x_ref, y_ref = x[ref], y[ref]  # (n_ref, D), (n_ref,): copied once, not once per chunk
     for part in rank_batches(len(query), chunk) if distributed else torch.arange(len(query)).split(chunk):
         q = query[part.to(x.device)]
-        dist = torch.cdist(x[q], x[ref])  # (chunk, n_ref)
+        dist = torch.cdist(x[q], x_ref)  # (chunk, n_ref)
         nearest = dist.topk(k, dim=1, largest=False).indices  # (chunk, k), nearest first
         votes = torch.zeros(len(q), num_classes, dtype=torch.float64, device=x.device)
-        votes.scatter_add_(1, y[ref][nearest], weights.expand(len(q), k))
+        votes.scatter_add_(1, y_ref[nearest], weights.expand(len(q), k))
         correct += int((votes.argmax(1) == y[q]).sum())
     return int(sum_over_ranks(correct) if distributed else correct) / len(query)
 
 
-@torch.no_grad()
 def scatter_ratio(features: torch.Tensor, labels: torch.Tensor) -> float:
-    """trace(S_B) / trace(S_W) of (features, labels), in float64 (see the module docstring)."""
-    x = features.flatten(1).double()  # (N, D)
-    y = labels.to(x.device)
-    mean = x.mean(dim=0)  # (D,)
+    """trace(S_B) / trace(S_W) of (features, labels), in float64 (see the module docstring).
+
+    Summed by NumPy on one thread, in a fixed order: the same float whatever the thread count (torch splits a
+    large sum between its threads, so one process of 2 threads and two processes of 1 would differ in the last
+    digit)."""
+    x = features.detach().flatten(1).to("cpu", torch.float64).numpy()  # (N, D)
+    y = labels.cpu().numpy()
+    mean = x.mean(axis=0)  # (D,)
     between, within = 0.0, 0.0
-    for c in torch.unique(y):
+    for c in np.unique(y):
         xc = x[y == c]  # (n_c, D)
-        mc = xc.mean(dim=0)
+        mc = xc.mean(axis=0)
         between += len(xc) * float(((mc - mean) ** 2).sum())
         within += float(((xc - mc) ** 2).sum())
     return between / within if within > 0 else float("inf")
@@ -145,7 +151,8 @@ def layer_clustering(representations: dict[str, torch.Tensor], labels: torch.Ten
         layers=names,
         knn_acc=[knn_accuracy(representations[n], labels, k=k, seed=seed, chunk=chunk, distributed=distributed)
                  for n in names],
-        scatter_ratio=[scatter_ratio(representations[n], labels) for n in names],
+        scatter_ratio=share_out(lambda n: scatter_ratio(representations[n], labels), names) if distributed
+        else [scatter_ratio(representations[n], labels) for n in names],
     )
 
 

@@ -122,3 +122,19 @@ def test_without_an_input_the_leaf_layers_are_listed_in_registration_order():
     assert representation_layers(model, torch.rand(4, 3)) == ["fc", "relu"]
     model.input_shape = (3,)
     assert representation_layers(model) == ["fc", "relu"]
+
+
+def test_the_scatter_ratio_does_not_depend_on_the_thread_count():
+    """torch splits a long sum between threads, so summing with torch gave another last digit on 1 thread than
+    on 2 for these (10000, 100) features (and two 1-thread processes differed from one 2-thread process)."""
+    torch.manual_seed(0)
+    x, y = torch.rand(10000, 100) ** 3, torch.randint(0, 10, (10000,))
+    threads = torch.get_num_threads()
+    try:
+        got = []
+        for t in (1, 2):
+            torch.set_num_threads(t)
+            got.append(scatter_ratio(x, y))
+    finally:
+        torch.set_num_threads(threads)
+    assert got[0] == got[1]
