@@ -1,7 +1,9 @@
-"""One process against N (default 2) on this machine: one epoch of LeNet-5 training and the top-9 scan.
+"""One process against N (default 2) on this machine: one epoch of LeNet-5 training, the top-9 scan and the
+layer clustering scan.
 
-Both sides run the command line a user runs (`convscope train … --nproc N`, `convscope scan topk … --nproc
-N`) in a temporary directory, and each is timed twice:
+Both sides run the command line a user runs (`convscope train … --nproc N`, `convscope scan topk|clustering …
+--nproc N`) in a temporary directory (both sides scan the model the lone process trained, so their scan
+files can be compared byte for byte), and each is timed twice:
 
 - compute seconds, what the run itself measures on rank 0: the epoch's training time (metrics.jsonl) and
   the scan's time from a common start after a barrier to the merged result (scan.json);
@@ -59,13 +61,18 @@ def side(work: Path, nproc: int, train_subset: int, scan_images: int, batch_size
                       "--nproc", str(nproc), threads=threads)
     row = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
     provenance = json.loads((run / "run.json").read_text())["provenance"]
+    run = work / "train-1"  # both sides scan the same model (N processes train other floats than one)
     scan_wall = _convscope("scan", "topk", "--run", str(run), "--split", "train", "--limit", str(scan_images),
                            "--out", str(work / f"scan-{nproc}"), "--nproc", str(nproc), threads=threads)
     scan = json.loads((work / f"scan-{nproc}" / "scan.json").read_text())
+    clu_wall = _convscope("scan", "clustering", "--run", str(run), "--limit", str(min(scan_images, 10000)),
+                          "--out", str(work / f"clustering-{nproc}"), "--nproc", str(nproc), threads=threads)
+    clu = json.loads((work / f"clustering-{nproc}" / "scan.json").read_text())
     return {"nproc": nproc, "threads_per_process": provenance["threads_per_process"],
             "train_epoch_seconds": round(row["seconds"], 3), "train_wall_seconds": round(wall, 3),
             "test_acc": row["test_acc"], "topk_scan_seconds": round(scan["seconds"], 3),
-            "topk_scan_wall_seconds": round(scan_wall, 3)}
+            "topk_scan_wall_seconds": round(scan_wall, 3), "clustering_scan_seconds": round(clu["seconds"], 3),
+            "clustering_scan_wall_seconds": round(clu_wall, 3)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -85,13 +92,21 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="convscope-bench-distributed-") as tmp:
         one = side(Path(tmp), 1, args.train_subset, args.scan_images, args.batch_size, args.one_threads or each)
         many = side(Path(tmp), args.nproc, args.train_subset, args.scan_images, args.batch_size, each)
+        same = {kind: (Path(tmp) / f"{kind}-1" / file).read_bytes() == (Path(tmp) / f"{kind}-{args.nproc}" /
+                                                                         file).read_bytes()
+                for kind, file in (("scan", "topk.npz"), ("clustering", "clustering.json"))}
     out = {
         "benchmark": "distributed", "quick": args.quick, "cpu_cores": cores, "backend": "gloo (CPU, loopback)",
         "settings": {"model": "lenet5", "train_subset": args.train_subset, "global_batch_size": args.batch_size,
-                     "scan": f"top-9 per channel of every conv layer over {args.scan_images} training images"},
+                     "scan": f"top-9 per channel of every conv layer over {args.scan_images} training images",
+                     "clustering": "k-NN accuracy and scatter ratio of every layer over "
+                                   f"{min(args.scan_images, 10000)} test images"},
         "one_process": one, "n_processes": many,
         "train_scaling": scaling(one["train_epoch_seconds"], many["train_epoch_seconds"], args.nproc),
         "topk_scan_scaling": scaling(one["topk_scan_seconds"], many["topk_scan_seconds"], args.nproc),
+        "clustering_scan_scaling": scaling(one["clustering_scan_seconds"], many["clustering_scan_seconds"],
+                                           args.nproc),
+        "files_identical": {"topk.npz": same["scan"], "clustering.json": same["clustering"]},
         "test_acc_difference_points": round(100 * (many["test_acc"] - one["test_acc"]), 3),
         "expectation": (f"this machine has {cores} CPU cores, shared with other work: {args.nproc} processes cannot "
                         "beat one process that uses every core well, so no real speed-up is expected here; "
