@@ -29,7 +29,7 @@ test: install-dev
 	$(PY) -m pytest -q -n 2 --dist loadgroup --durations=15
 
 bench: install-dev
-	@for b in benchmarks/*.py; do echo "== $$b" >&2; $(PY) $$b || exit 1; done
+	@for b in benchmarks/[!_]*.py; do echo "== $$b" >&2; $(PY) $$b || exit 1; done
 
 lint: install-dev
 	$(VENV)/bin/ruff check .

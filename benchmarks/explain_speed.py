@@ -27,8 +27,8 @@ import argparse
 import json
 import statistics
 import sys
-import time
 from collections.abc import Callable
+from pathlib import Path
 
 import captum
 import captum.attr as ca
@@ -38,23 +38,10 @@ from convscope.data import load_dataset
 from convscope.explain import create_method
 from convscope.models import create_model
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _timing import calls_per_sample, sample  # noqa: E402  (benchmarks/_timing.py)
+
 STEPS, SAMPLES = 32, 16
-
-
-def calls_per_sample(fn: Callable[[], torch.Tensor], least: float = 0.25) -> int:
-    """How many back-to-back calls make one timed sample last at least `least` seconds (millisecond calls
-    are timed in loops, so timer resolution and scheduler ticks do not dominate)."""
-    t0 = time.perf_counter()
-    fn()
-    once = max(time.perf_counter() - t0, 1e-6)
-    return max(1, min(200, int(least / once) + 1))
-
-
-def sample(fn: Callable[[], torch.Tensor], calls: int) -> float:
-    t0 = time.perf_counter()
-    for _ in range(calls):
-        fn()
-    return (time.perf_counter() - t0) / calls
 
 
 def fastest_option(options: dict[str, Callable[[], torch.Tensor]]) -> tuple[str, torch.Tensor]:
