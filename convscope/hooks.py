@@ -312,6 +312,12 @@ RELU_RULES = ("guided", "deconvnet")
 # Lucid's "redirected" ReLU gradient for feature visualisation: ordinary, except that an example whose gradient a
 # ReLU stops entirely gets the gradient that would push its negative inputs up. Other nonlinearities keep theirs.
 REDIRECT = "redirect"
+# Modules that act on each position of a map alone (the same map size out as in; BatchNorm in eval mode): the
+# receptive-field walk and the incremental occlusion engine pass them by.
+POINTWISE_MODULES = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU, nn.Mish,
+                     nn.Hardswish, nn.Hardsigmoid, nn.Hardtanh, nn.Sigmoid, nn.Tanh, nn.Softplus, nn.Softsign, nn.PReLU,
+                     nn.Identity, nn.Dropout, nn.Dropout2d, nn.AlphaDropout, nn.FeatureAlphaDropout,
+                     nn.LocalResponseNorm)
 _RELU = {F.relu, torch.relu, torch.Tensor.relu}
 _RELU_INPLACE = {torch.relu_, torch.Tensor.relu_}
 # Elementwise nonlinearities for which neither rule is defined: their use is an error, not an ordinary gradient.
@@ -430,5 +436,6 @@ def relu_rule(model: nn.Module, rule: str) -> Iterator[_ReLURuleMode]:
         yield mode
 
 
-__all__ = ["REDIRECT", "RELU_RULES", "LeafCall", "LeafTrace", "activations", "conv_layers", "conv_weight", "eval_mode",
-           "frozen", "get_layer", "model_device", "model_dtype", "record", "relu_rule", "taps", "trace_modules"]
+__all__ = ["POINTWISE_MODULES", "REDIRECT", "RELU_RULES", "LeafCall", "LeafTrace", "activations", "conv_layers",
+           "conv_weight", "eval_mode", "frozen", "get_layer", "model_device", "model_dtype", "record", "relu_rule",
+           "taps", "trace_modules"]

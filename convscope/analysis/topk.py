@@ -34,10 +34,25 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.overrides import TorchFunctionMode
 
 from convscope.errors import InputShapeError, UserError
-from convscope.hooks import LeafTrace, conv_layers, frozen, get_layer, model_device, model_dtype, record, trace_modules
+from convscope.hooks import (
+    _RELU,
+    _RELU_INPLACE,
+    _UNDEFINED,
+    POINTWISE_MODULES,
+    LeafTrace,
+    conv_layers,
+    frozen,
+    get_layer,
+    model_device,
+    model_dtype,
+    record,
+    trace_modules,
+)
 from convscope.shards import rank_batches
 
 Box = tuple[int, int, int, int]  # (y0, y1, x0, x1), rows y0..y1-1 and columns x0..x1-1
@@ -238,12 +253,19 @@ def _reads(module: nn.Module, first: int, last: int, axis: int, n_in: int, n_out
 def receptive_box(model: nn.Module, layer: str, y: int, x: int, input_hw: tuple[int, int]) -> Box:
     """The input rectangle `(y0, y1, x0, x1)` (half-open) that unit (y, x) of `layer` sees, clipped to the image.
 
-    Walks down the chain of layers below `layer`, widening the window at each conv and pool by its kernel,
-    stride, dilation and padding and clipping it to that layer's input at every step (so padding and the
-    rows a pooling drops are exact). A fully connected layer sees the whole image; a unit that reads only
-    padding sees nothing (an empty box). Refuses a model that is not
-    a chain of modules below `layer` (a residual add, a reshape in `forward`).
+    Where the layers below `layer` form a chain of convs, pools and pointwise modules, walks down it, widening
+    the window at each conv and pool by its kernel, stride, dilation and padding and clipping it to that
+    layer's input at every step (so padding and the rows a pooling drops are exact). Any other graph below
+    `layer` (a residual add, `F.relu`, a transposed conv, an upsampling, a GroupNorm, which reads the whole
+    map) is probed instead (`_reach`): the box of the pixels with a path to the unit, found by autograd. A
+    fully connected layer sees the whole image; a unit that reads only padding sees nothing (an empty box).
     """
+    return receptive_boxes(model, layer, [(y, x)], input_hw)[0]
+
+
+def receptive_boxes(model: nn.Module, layer: str, positions: Sequence[tuple[int, int]],
+                    input_hw: tuple[int, int]) -> list[Box]:
+    """`receptive_box` of units `positions` [(y, x), ...] of `layer`, with one forward pass for all."""
     get_layer(model, layer)
     channels = (getattr(model, "input_shape", None) or (None,))[0] or next(
         (get_layer(model, n).in_channels for n in conv_layers(model) if hasattr(get_layer(model, n), "in_channels")),
@@ -258,29 +280,158 @@ def receptive_box(model: nn.Module, layer: str, y: int, x: int, input_hw: tuple[
     top = trace.top_of(layer, "receptive_box")
     out = trace.calls[top].output
     if out.dim() != 4:
-        return 0, h, 0, w
-    if not (0 <= y < out.shape[2] and 0 <= x < out.shape[3]):
-        raise UserError(f"Position ({y}, {x}) is outside layer {layer!r}'s {out.shape[2]}×{out.shape[3]} maps.")
-    broken = trace.chain_break(image, top)
-    if broken is not None:
-        raise UserError(f"Module {broken[0].name!r} does not take {broken[1]}, so receptive_box cannot follow the "
-                        f"model below {layer!r}: it walks chains of layers.")
+        return [(0, h, 0, w)] * len(positions)
+    for y, x in positions:
+        if not (0 <= y < out.shape[2] and 0 <= x < out.shape[3]):
+            raise UserError(f"Position ({y}, {x}) is outside layer {layer!r}'s {out.shape[2]}×{out.shape[3]} maps.")
+    calls = trace.calls[: top + 1]
+    walkable = trace.chain_break(image, top) is None and all(_walks(c.module) for c in calls)
+    if not walkable:
+        return _reach(model, layer, positions, (channels, h, w))
+    return [_walk_box(calls, y, x) for y, x in positions]
+
+
+def _walks(m: nn.Module) -> bool:
+    """Whether the chain walk knows what `m` reads: a conv or pooling window, or each position alone."""
+    windowed = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
+    return isinstance(m, windowed + POINTWISE_MODULES + (nn.modules.batchnorm._BatchNorm,))
+
+
+def _walk_box(calls: list, y: int, x: int) -> Box:
+    """The box of unit (y, x) of the last of `calls` (a chain of conv, pool and size-keeping layers)."""
     box = [[y, y], [x, x]]  # inclusive, in the current layer's output
-    for call in reversed(trace.calls[: top + 1]):
-        name, module, x_in, y_out = call.name, call.module, call.inputs[0], call.output
-        if isinstance(module, nn.modules.conv._ConvTransposeNd):
-            raise UserError(f"Module {name!r} upsamples (a transposed conv): receptive_box follows convs and pools "
-                            "only; ask for a layer below it.")
+    for call in reversed(calls):
+        module, x_in, y_out = call.module, call.inputs[0], call.output
         if hasattr(module, "kernel_size") or isinstance(module, nn.AdaptiveAvgPool2d | nn.AdaptiveMaxPool2d):
             for axis in (0, 1):
                 reads = _reads(module, *box[axis], axis, x_in.shape[2 + axis], y_out.shape[2 + axis])
                 if not reads:
                     return 0, 0, 0, 0
                 box[axis] = [min(reads), max(reads)]
-        elif x_in.shape[2:] != y_out.shape[2:]:
-            raise UserError(f"Module {name!r} changes the map size without a kernel, so receptive_box cannot follow "
-                            f"it: ask for a layer below it.")
     return box[0][0], box[0][1] + 1, box[1][0], box[1][1] + 1
+
+
+_PASS_THROUGH = _RELU | _RELU_INPLACE | (_UNDEFINED - {F.glu}) | {F.batch_norm, F.dropout, F.dropout2d}
+_MAX_TO_AVG = {F.max_pool1d: F.avg_pool1d, F.max_pool2d: F.avg_pool2d, F.max_pool3d: F.avg_pool3d}
+_ADAPTIVE = {F.adaptive_max_pool1d: F.adaptive_avg_pool1d, F.adaptive_max_pool2d: F.adaptive_avg_pool2d,
+             F.adaptive_max_pool3d: F.adaptive_avg_pool3d}
+_CONV = {F.conv1d: 3, F.conv2d: 4, F.conv3d: 5}  # -> the weight's dimensions
+_CONV_T = {F.conv_transpose1d: 3, F.conv_transpose2d: 4, F.conv_transpose3d: 5}
+_CONV_ARGS = ("input", "weight", "bias", "stride", "padding", "dilation", "groups")
+_CONV_T_ARGS = ("input", "weight", "bias", "stride", "padding", "output_padding", "groups", "dilation")
+_POOL_ARGS = ("input", "kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices")
+
+
+def _named(names: tuple[str, ...], args: tuple, kwargs: dict) -> dict:
+    return {**dict(zip(names, args, strict=False)), **kwargs}
+
+
+def _even(x: Tensor, shape: tuple[int, ...]) -> Tensor:
+    """Positive weights of `shape` that average their inputs (1 / fan-in each)."""
+    n = 1
+    for d in shape[1:]:
+        n *= d
+    return torch.full(shape, 1.0 / max(1, n), dtype=x.dtype, device=x.device)
+
+
+class _ReachMode(TorchFunctionMode):
+    """The model's wiring with every weight positive: convs and linear layers averaging their inputs, no bias,
+    pointwise nonlinearities, dropout and BatchNorm the identity, max pooling as average pooling over the same
+    windows. The network is then linear with positive coefficients along every path, so the gradient of a unit
+    is positive exactly on the pixels that have a path to it, and zero elsewhere. Nothing of the model changes.
+
+    With `narrow`, every conv and linear layer has one output channel whatever the model's (weights made for
+    the input each call gets): the spatial paths are the same and the probe costs a channel's worth. A
+    forward pass that needs the model's channel counts (a reshape to a fixed size, LayerNorm) fails narrow,
+    and the probe runs again wide, with the model's own weight shapes."""
+
+    def __init__(self, narrow: bool) -> None:
+        super().__init__()
+        self.narrow = narrow
+
+    def __torch_function__(self, func: Callable, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+        kwargs = dict(kwargs or {})
+        if func in _PASS_THROUGH:
+            return args[0] if args else kwargs["input"]
+        if func in _CONV or func in _CONV_T:
+            transposed = func in _CONV_T
+            a = _named(_CONV_T_ARGS if transposed else _CONV_ARGS, args, kwargs)
+            x, w = a.pop("input"), a.pop("weight")
+            a.pop("bias", None)
+            if self.narrow:
+                shape = (x.shape[1], 1, *w.shape[2:]) if transposed else (1, x.shape[1], *w.shape[2:])
+                a["groups"] = 1
+            else:
+                shape = tuple(w.shape)
+            return func(x, _even(x, (shape[1], shape[0], *shape[2:])).transpose(0, 1) if transposed
+                        else _even(x, shape), None, **a)
+        if func is F.linear:
+            x, w = args[0], args[1] if len(args) > 1 else kwargs["weight"]
+            return F.linear(x, _even(x, (1, x.shape[-1]) if self.narrow else tuple(w.shape)))
+        if func in _MAX_TO_AVG:
+            a = _named(_POOL_ARGS, args, kwargs)
+            d = a.get("dilation", 1)
+            if not a.get("return_indices") and (d == 1 or (isinstance(d, tuple | list) and set(d) == {1})):
+                return _MAX_TO_AVG[func](a["input"], a["kernel_size"], a.get("stride"), a.get("padding", 0),
+                                         a.get("ceil_mode", False), True)
+            if func is F.max_pool2d and not a.get("return_indices") and not a.get("ceil_mode"):
+                x, k = a["input"], a["kernel_size"]  # dilated: a depthwise conv over the same taps
+                k = (k, k) if isinstance(k, int) else tuple(k)
+                taps = torch.full((x.shape[1], 1, *k), 1.0 / (k[0] * k[1]), dtype=x.dtype, device=x.device)
+                return F.conv2d(x, taps, None, a.get("stride") or k, a.get("padding", 0), d, x.shape[1])
+        if func in _ADAPTIVE and not kwargs.get("return_indices") and not (len(args) > 2 and args[2]):
+            return _ADAPTIVE[func](args[0], args[1] if len(args) > 1 else kwargs["output_size"])
+        return func(*args, **kwargs)
+
+
+class _Reached(Exception):
+    """Raised by the probe's hook once the layer has run: the rest of the forward pass is not needed."""
+
+
+def _reach(model: nn.Module, layer: str, positions: Sequence[tuple[int, int]], shape: tuple[int, int, int],
+           chunk: int = 256) -> list[Box]:
+    """The boxes of units `positions` of `layer` by autograd through `_ReachMode`: example p of a batch of
+    positive images seeds its own unit, so one backward pass gives every position's pixels at once; the forward
+    pass stops at the layer."""
+    module = get_layer(model, layer)
+    boxes: dict[tuple[int, int], Box] = {}
+    wanted = sorted(set(positions))
+    narrow = True
+    for i in range(0, len(wanted), chunk):
+        part = wanted[i:i + chunk]
+        while True:
+            x = torch.ones(len(part), *shape, device=model_device(model), dtype=model_dtype(model),
+                           requires_grad=True)
+            seen: list[Tensor] = []
+
+            def keep(_m: nn.Module, _i: tuple, out: Tensor, seen: list[Tensor] = seen) -> None:
+                seen.append(out.clone())  # a copy, before any in-place op of the model changes the output
+                raise _Reached
+
+            handle = module.register_forward_hook(keep)
+            try:
+                with frozen(model), _ReachMode(narrow):
+                    model(x)
+            except _Reached:
+                pass
+            except Exception:  # noqa: BLE001 - narrow failed on something that needs the channel counts
+                if not narrow:
+                    raise
+                narrow = False  # the forward pass needs the model's channel counts
+                continue
+            finally:
+                handle.remove()
+            break
+        seed = torch.zeros_like(seen[0])
+        ys, xs = torch.tensor([p[0] for p in part]), torch.tensor([p[1] for p in part])
+        seed[torch.arange(len(part)), 0, ys, xs] = 1.0
+        (grad,) = torch.autograd.grad(seen[0], x, seed)
+        reached = grad.detach().abs().amax(1) > 0  # (P, H, W)
+        for p, pos in enumerate(part):
+            rows, cols = reached[p].any(1).nonzero().flatten(), reached[p].any(0).nonzero().flatten()
+            boxes[pos] = ((int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1) if len(rows)
+                          else (0, 0, 0, 0))
+    return [boxes[tuple(p)] for p in positions]
 
 
 def input_patch(x: Tensor, box: Box) -> Tensor:
@@ -289,4 +440,5 @@ def input_patch(x: Tensor, box: Box) -> Tensor:
     return x[..., y0:y1, x0:x1]
 
 
-__all__ = ["Box", "TopK", "TopKScan", "gather_topk", "input_patch", "merge_topk", "receptive_box", "top_examples"]
+__all__ = ["Box", "TopK", "TopKScan", "gather_topk", "input_patch", "merge_topk", "receptive_box", "receptive_boxes",
+           "top_examples"]

@@ -33,7 +33,7 @@ from convscope.analysis.pairing import pairing
 from convscope.config import TrainConfig
 from convscope.errors import UserError
 from convscope.experiments import register_experiment
-from convscope.experiments.zf import top_grids
+from convscope.experiments.zf import projection_note, top_grids
 from convscope.hooks import activations, conv_layers, conv_weight, get_layer
 from convscope.optvis import render_channels
 from convscope.optvis.objectives import neuron
@@ -119,13 +119,14 @@ def run(cfg: MicroscopeConfig, out_dir: Path, progress: bool = True) -> Result:
                     "topk_scan_images_per_second": grids["topk_scan_images_per_second"],
                     "receptive_field": grids["receptive_field"],
                     "deconv_vs_gradient_max_abs_diff": grids["deconv_vs_gradient_max_abs_diff"],
-                    "mean_images": len(x_mean)})
+                    "projection_by_layer": grids["projection_by_layer"], "mean_images": len(x_mean)})
     notes = [
         f"Feature visualisation: {cfg.featurevis_steps} Adam steps on a Fourier-parameterised image with jitter, "
         "scale and rotation (optvis.render_channels), all channels of a layer in one batch, each image maximising "
         "the channel's unit at the centre of the map; the value is that unit's activation on the image.",
         f"Top-{cfg.top_k}: {len(x_scan)} training images scanned in one streaming pass (analysis.topk); each shown "
-        "as the patch under the activation's receptive field and the deconvnet projection of that activation.",
+        "as the patch under the activation's receptive field and the deconvnet projection of that activation."
+        + projection_note(grids["projection_by_layer"]),
         "Partner: the filter of the same layer with the most negative cosine μ to this one (Shang et al., ICML 2016: "
         "learned conv1 filters come in opposite pairs, μ near −1).",
         f"Mean activation: the layer's output (before the ReLU) averaged over {len(x_mean)} test images and all "

@@ -36,12 +36,12 @@ import torch
 from torch import nn
 
 from convscope.analysis.evolution import feature_evolution
-from convscope.analysis.topk import input_patch, receptive_box, top_examples
+from convscope.analysis.topk import input_patch, receptive_box, receptive_boxes, top_examples
 from convscope.config import TrainConfig
 from convscope.errors import UserError
 from convscope.experiments import register_experiment
 from convscope.explain import Occlusion, create_method
-from convscope.explain.deconvnet import DeconvnetProjection
+from convscope.explain.deconvnet import project_units
 from convscope.explain.occlusion_maps import ink_region, occlusion_maps, pointing_scan, top_fraction_region
 from convscope.hooks import activations, conv_layers
 from convscope.result import Published, Result, provenance
@@ -205,32 +205,42 @@ def top_grids(model: nn.Module, layers: list[str], x: torch.Tensor, k: int, key:
     top = top_examples(model, batches, layers, k=k)
     rate = len(x) / (time.perf_counter() - t)
     hw = tuple(x.shape[2:])
-    project = DeconvnetProjection(model, start="one")  # 1 at the unit: equal to the rule gradient
     rule = create_method("deconvnet", model)
     worst = 0.0
+    how: dict[str, str] = {}
     shapes = {n: a.shape[2:] for n, a in activations(model, x[:1], layers).items()}
     for n in layers:
         tk, size = top[n], _rf_size(model, n, hw, shapes[n])
         C, k = tk.index.shape
         patch = np.empty((C, k, x.shape[1], *size), np.float32)
         proj = np.empty_like(patch)
-        boxes = np.empty((C, k, 4), np.int64)
+        found = receptive_boxes(model, n, [(int(y), int(xx)) for y, xx in tk.pos.reshape(-1, 2)], hw)
+        boxes = np.array(found, np.int64).reshape(C, k, 4)
         for c in range(C):  # the k images of a channel in one pass, each projecting its own top activation
             imgs = x[tk.index[c]]
             units = [(c, int(y), int(xx)) for y, xx in tk.pos[c]]
-            p = project.attribute_units(imgs, n, units)
-            if c < CHECKED_CHANNELS:  # the explicit projection against the deconvnet-rule gradient, the top unit
+            p, how[n] = project_units(model, imgs, n, units)  # from 1 at the unit: equal to the rule gradient
+            if c < CHECKED_CHANNELS and how[n] == "projection":  # against the deconvnet-rule gradient, top unit
                 worst = max(worst, float((p[:1] - rule.attribute(imgs[:1], (n, *units[0]))).abs().max()))
-            for j, (_, y, xx) in enumerate(units):
-                box = receptive_box(model, n, y, xx, hw)
-                patch[c, j], proj[c, j] = _box_patch(imgs[j], p[j].detach(), box, size)
-                boxes[c, j] = box
+            for j in range(len(units)):
+                patch[c, j], proj[c, j] = _box_patch(imgs[j], p[j].detach(), tuple(boxes[c, j]), size)
         arrays.update({f"{key}.top.{n}.index": tk.index.numpy(), f"{key}.top.{n}.value": tk.values.numpy(),
                        f"{key}.top.{n}.pos": tk.pos.numpy(), f"{key}.top.{n}.box": boxes,
                        f"{key}.top.{n}.patch": patch, f"{key}.top.{n}.proj": proj})
     return {"topk_scan_images": len(x), "topk_scan_images_per_second": rate,
-            "deconv_vs_gradient_max_abs_diff": worst,
+            "deconv_vs_gradient_max_abs_diff": worst, "projection_by_layer": how,
             "receptive_field": {n: list(_rf_size(model, n, hw, shapes[n])) for n in layers}}
+
+
+def projection_note(how: dict[str, str]) -> str:
+    """What the figures' projections are where the model is not a chain of layers (`top_grids`' `projection_by_layer`);
+    empty where every layer was projected by the deconvnet itself."""
+    rule = [n for n, v in how.items() if v == "rule"]
+    if not rule:
+        return ""
+    return (f" At {', '.join(rule)} the model below is not a chain of layers (a residual add, F.relu), so the "
+            "projections there are the deconvnet rule's gradient, which equals the projection on chains, and the "
+            "receptive fields are found by autograd.")
 
 
 def _pick_panels(model: nn.Module, test: Data, n: int, seed: int) -> torch.Tensor:
@@ -309,7 +319,7 @@ def _evolution(cfg: ZFConfig, st: Study, layers: list[str], x: torch.Tensor, key
     for e in evo.epochs:  # each epoch's own model projects its own top image
         m = copy.deepcopy(st.model)
         m.load_state_dict(st.weights[e])
-        models[e] = DeconvnetProjection(m.eval(), start="one")
+        models[e] = m.eval()
     arrays[f"{key}.evo.epochs"] = np.array(evo.epochs)
     for n in layers:
         size = _rf_size(st.model, n, hw, shapes[n])
@@ -320,10 +330,10 @@ def _evolution(cfg: ZFConfig, st: Study, layers: list[str], x: torch.Tensor, key
             imgs = x[evo.index[n][:, ei, 0]]
             units = [(c, int(evo.pos[n][ci, ei, 0, 0]), int(evo.pos[n][ci, ei, 0, 1]))
                      for ci, c in enumerate(evo.channels[n])]
-            p = models[e].attribute_units(imgs, n, units)
-            for ci, (_, y, xx) in enumerate(units):
-                patch[ci, ei], proj[ci, ei] = _box_patch(imgs[ci], p[ci].detach(),
-                                                         receptive_box(st.model, n, y, xx, hw), size)
+            p, _ = project_units(models[e], imgs, n, units)
+            found = receptive_boxes(st.model, n, [(y, xx) for _, y, xx in units], hw)
+            for ci, box in enumerate(found):
+                patch[ci, ei], proj[ci, ei] = _box_patch(imgs[ci], p[ci].detach(), box, size)
         arrays.update({f"{key}.evo.{n}.channels": np.array(evo.channels[n]), f"{key}.evo.{n}.index": evo.index[n],
                        f"{key}.evo.{n}.value": evo.value[n], f"{key}.evo.{n}.settle": evo.settle(n),
                        f"{key}.evo.{n}.overlap": evo.overlap(n), f"{key}.evo.{n}.patch": patch,
@@ -378,6 +388,9 @@ def _result(cfg: ZFConfig, per: list[dict[str, Any]], arrays: dict[str, np.ndarr
         f"later epoch; a layer's value is the median over {cfg.evolution_channels} channels spread evenly over it, "
         f"scanned over {cfg.evolution_images} training images. Epoch 1 is the end of the first epoch.",
     ]
+    for m in per:
+        if projection_note(m["projection_by_layer"]):
+            notes.append(f"{m['network']}:" + projection_note(m["projection_by_layer"]))
     notes.append("Occlusion runs on the incremental engine (explain.incremental); occlusion_max_rel_diff_vs_full "
                  "compares it with full re-inference on the panel images. occlusion_speedup_vs_captum is measured by "
                  "benchmarks/occlusion_speed.py on AlexNet, VGG-16 and LeNet-5 (Captum is a dev extra, not a "

@@ -48,7 +48,7 @@ _METHODS: dict[str, tuple[Callable[..., Attribution], str]] = {
     "deconvnet": (lambda m, layer, **kw: Deconvnet(m), "the deconvnet rule at every ReLU (Zeiler & Fergus 2014)"),
     "gradcam": (lambda m, layer, **kw: GradCAM(m, layer), "gradient-weighted class activation map (Selvaraju 2017)"),
     "guided_gradcam": (lambda m, layer, **kw: GuidedGradCAM(m, layer), "guided backprop times Grad-CAM"),
-    "occlusion": (lambda m, layer, **kw: Occlusion(m, **kw), "score drop under a sliding grey window (Zeiler & "
+    "occlusion": (lambda m, layer, **kw: Occlusion(m, **kw), "score drop under a sliding window of zeros (Zeiler & "
                   "Fergus 2014)"),
     "deconvnet_projection": (lambda m, layer, **kw: DeconvnetProjection(m, **kw),
                              "a unit projected to pixels with switches and transposed filters (Zeiler & Fergus 2014)"),

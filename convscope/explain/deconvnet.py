@@ -49,6 +49,7 @@ from torch.nn.modules.dropout import _DropoutNd
 
 from convscope.errors import UserError
 from convscope.explain.base import Attribution, Target, check_unit, class_indices, is_unit
+from convscope.explain.relu_rules import Deconvnet
 from convscope.hooks import LeafCall, LeafTrace, conv_weight, frozen, get_layer, trace_modules
 
 STARTS = ("activation", "one")
@@ -145,9 +146,13 @@ def _down(step: LeafCall, signal: Tensor) -> Tensor:
     if isinstance(m, _BatchNorm) and m.running_var is not None:
         scale = torch.rsqrt(m.running_var + m.eps) * (m.weight if m.weight is not None else 1)
         return signal * scale.view(1, -1, *[1] * (signal.dim() - 2))  # (1, C, 1, 1) for maps
-    raise UserError(f"The deconvnet projection has no inverse for module {step.name!r} ({type(m).__name__}): it "
-                    "walks down through Conv2d, ReLU, max and average pooling, eval-mode BatchNorm, Linear, Flatten, "
-                    f"Dropout and Identity only, so project a unit of a layer below {step.name!r}.")
+    raise CannotProject(f"The deconvnet projection has no inverse for module {step.name!r} ({type(m).__name__}): "
+                        "it walks down through Conv2d, ReLU, max and average pooling, eval-mode BatchNorm, Linear, "
+                        f"Flatten, Dropout and Identity only, so project a unit of a layer below {step.name!r}.")
+
+
+class CannotProject(UserError):
+    """The model below the layer is not a chain of layers the projection can walk down (the message says why)."""
 
 
 class DeconvnetProjection(Attribution):
@@ -204,7 +209,7 @@ class DeconvnetProjection(Attribution):
             top, signal = start(trace)
             broken = trace.chain_break(x, top)
             if broken is not None:
-                raise UserError(
+                raise CannotProject(
                     f"Module {broken[0].name!r} does not take {broken[1]}, so the model is not a chain of layers (a "
                     "residual add, a functional call such as F.relu, or a reshape in forward) and the deconvnet "
                     "projection cannot walk it: use the deconvnet rule, create_method('deconvnet', model), which "
@@ -235,4 +240,16 @@ class DeconvnetProjection(Attribution):
         return len(trace.calls) - 1, signal
 
 
-__all__ = ["STARTS", "DeconvnetProjection"]
+def project_units(model: nn.Module, x: Tensor, layer: str, units: Sequence[tuple[int, int, int]]
+                  ) -> tuple[Tensor, str]:
+    """Example b's own neuron `units[b] = (channel, y, x)` of `layer` projected to pixels, and how: "projection",
+    the deconvnet walked down (switches, rectification, transposed filters, starting from 1 at the unit), where
+    the model is a chain of layers it inverts below `layer`; else "rule", the deconvnet rule's gradient, which
+    equals the projection on chains (tests) and follows any graph (a residual add, `F.relu`)."""
+    try:
+        return DeconvnetProjection(model, start="one").attribute_units(x, layer, units), "projection"
+    except CannotProject:
+        return Deconvnet(model).attribute_units(x, layer, units), "rule"
+
+
+__all__ = ["STARTS", "CannotProject", "DeconvnetProjection", "project_units"]

@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from convscope.errors import UserError
-from convscope.hooks import trace_modules
+from convscope.hooks import POINTWISE_MODULES, trace_modules
 
 
 class NotIncremental(UserError):
@@ -140,9 +140,6 @@ def _two(v: int | tuple[int, ...]) -> tuple[int, int]:
     return (v, v) if isinstance(v, int) else (int(v[0]), int(v[-1]))
 
 
-_POINTWISE = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU, nn.Mish, nn.Hardswish,
-              nn.Hardsigmoid, nn.Hardtanh, nn.Sigmoid, nn.Tanh, nn.Softplus, nn.Softsign, nn.PReLU, nn.Identity,
-              nn.Dropout, nn.Dropout2d, nn.AlphaDropout, nn.FeatureAlphaDropout, nn.LocalResponseNorm)
 _NON_SPATIAL = (nn.Flatten, nn.Linear, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
 
 
@@ -158,7 +155,7 @@ def classify(m: nn.Module, inp: Tensor, out: Tensor) -> str | Window:
     kind = type(m).__name__
     if inp.dim() != 4 or out.dim() != 4:
         return "end"
-    if any(_own_forward(m, c) for c in _POINTWISE):
+    if any(_own_forward(m, c) for c in POINTWISE_MODULES):
         return "point" if not m.training else f"{kind} is in training mode"
     if _own_forward(m, nn.BatchNorm2d):
         ok = not m.training and m.running_mean is not None

@@ -20,11 +20,14 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor
 
-from convscope.explain.base import Attribution, Target
-from convscope.hooks import frozen, relu_rule
+from convscope.errors import UserError
+from convscope.explain.base import Attribution, Target, check_unit
+from convscope.hooks import frozen, get_layer, record, relu_rule
 
 
 class _RuleGradient(Attribution):
@@ -37,6 +40,24 @@ class _RuleGradient(Attribution):
             with relu_rule(self.model, self.rule):  # the rule is in the graph: backward runs outside the mode
                 score = self.scores(x, target).sum()
             (grad,) = torch.autograd.grad(score, x)
+        return grad
+
+    def attribute_units(self, x: Tensor, layer: str, units: Sequence[tuple[int, int, int]]) -> Tensor:
+        """Example b explains its own neuron `units[b] = (channel, y, x)` of `layer`, all in one pass (the top-9
+        figures project a different unit for each image; `DeconvnetProjection.attribute_units` on chains)."""
+        x = self.prepare(x)
+        if len(units) != len(x):
+            raise UserError(f"{len(units)} units for {len(x)} examples: give one (channel, y, x) per example.")
+        get_layer(self.model, layer)  # an unknown name fails here, with suggestions
+        with frozen(self.model):
+            x = x.requires_grad_(True)
+            with relu_rule(self.model, self.rule), record(self.model, [layer], detach=False) as acts:
+                self.model(x)
+            a = acts[layer]
+            for unit in units:
+                check_unit((layer, *unit), tuple(a.shape))
+            c, y, x_ = (torch.tensor([u[i] for u in units], device=a.device) for i in range(3))
+            (grad,) = torch.autograd.grad(a[torch.arange(len(units), device=a.device), c, y, x_].sum(), x)
         return grad
 
 

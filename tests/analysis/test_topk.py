@@ -14,10 +14,12 @@ from torch import nn
 from convscope.analysis.topk import (
     TopK,
     TopKScan,
+    _reach,
     gather_topk,
     input_patch,
     merge_topk,
     receptive_box,
+    receptive_boxes,
     top_examples,
 )
 from convscope.errors import UserError
@@ -234,7 +236,62 @@ def test_a_fully_connected_unit_sees_the_whole_image_and_patches_are_cut():
     assert input_patch(x, box)[0, 0, 0, 0] == x[0, 0, box[0], box[2]]
 
 
-def test_receptive_box_refuses_what_is_not_a_chain():
-    with pytest.raises(UserError, match="'block.relu'"):
-        receptive_box(user_model(), "conv", 3, 3, (32, 32))
+def test_receptive_box_follows_a_residual_block_and_f_relu():
+    """By hand, on the user's model (3×32×32): `conv` (3×3, stride 2, padding 1) at (3, 3) reads rows 5..7 of the
+    residual block's output; the block's two 3×3 convs widen that to rows 3..9 of the stem's output (its skip
+    connection adds 5..7 only) and the stem's 3×3 conv to rows 2..10 of the image; at (0, 0): rows 0..1, 0..3,
+    0..4. `block.conv2` at (0, 31): conv1's rows 0..1 and columns 30..31, the stem's 0..2 and 29..31, the image's
+    0..3 and 28..31; at (5, 5): 4..6, 3..7, 2..8."""
+    model = user_model()
+    assert receptive_box(model, "conv", 3, 3, (32, 32)) == (2, 11, 2, 11)
+    assert receptive_box(model, "conv", 0, 0, (32, 32)) == (0, 5, 0, 5)
+    assert receptive_boxes(model, "block.conv2", [(0, 31), (5, 5)], (32, 32)) == [(0, 4, 28, 32), (2, 9, 2, 9)]
     assert receptive_box(user_model(), "stem.0", 0, 31, (32, 32)) == (0, 2, 30, 32)
+    with pytest.raises(UserError, match="more than once"):
+        receptive_box(model, "block.relu", 3, 3, (32, 32))
+
+
+def _all_positions(model: nn.Module, layer: str, shape: tuple[int, int, int]) -> list[tuple[int, int]]:
+    with torch.no_grad():
+        h, w = activations(model.eval(), torch.zeros(1, *shape), [layer])[layer].shape[2:]
+    return [(y, x) for y in range(h) for x in range(w)]
+
+
+@pytest.mark.parametrize("name", ["lenet5", "allconv-c"])
+def test_the_autograd_probe_equals_the_chain_walk_at_every_unit(name):
+    """Two independent ways to the same boxes: the chain walk's arithmetic and `_reach`'s gradient support."""
+    model = create_model(name).eval()
+    shape = tuple(model.input_shape)
+    for layer in conv_layers(model):
+        positions = _all_positions(model, layer, shape)
+        assert _reach(model, layer, positions, shape) == receptive_boxes(model, layer, positions, shape[1:]), layer
+
+
+def test_the_probe_turns_dilated_and_ceil_mode_max_pools_into_their_windows():
+    model = nn.Sequential(nn.Conv2d(2, 3, 3, stride=2, padding=1), nn.ReLU(inplace=True),  # (B, 3, 10, 10)
+                          nn.MaxPool2d(3, stride=2, padding=1, ceil_mode=True),  # (B, 3, 5, 5)
+                          nn.MaxPool2d(3, stride=1, padding=1, dilation=2),  # (B, 3, 3, 3)
+                          nn.Conv2d(3, 2, 2))  # (B, 2, 2, 2)
+    for layer in ("2", "3", "4"):
+        positions = _all_positions(model, layer, (2, 19, 19))
+        assert _reach(model, layer, positions, (2, 19, 19)) == receptive_boxes(model, layer, positions, (19, 19))
+
+
+def test_receptive_boxes_through_upsampling_equal_the_gradient_support():
+    """A nearest-neighbour upsampling and a transposed conv: no kernel walk reads them; the probe does."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.Upsample(scale_factor=2), nn.Conv2d(2, 2, 3, padding=1),
+                          nn.ConvTranspose2d(2, 2, 2, stride=2), nn.Conv2d(2, 1, 3, padding=1))  # 6 → 12 → 24
+    for layer in ("2", "3", "4"):
+        _every_position(model, layer, (1, 6, 6))
+
+
+
+
+def test_a_group_norm_below_the_layer_makes_every_unit_see_the_whole_image():
+    """GroupNorm normalises over each group's whole map, so (by hand) every unit above it depends on every pixel;
+    the chain walk would have passed it by as pointwise. The one-channel probe cannot run it (its weight has the
+    model's channels) and runs with the model's own channel counts instead."""
+    model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.GroupNorm(2, 4), nn.Conv2d(4, 2, 3, padding=1))
+    assert receptive_boxes(model, "2", [(0, 0), (7, 7)], (8, 8)) == [(0, 8, 0, 8), (0, 8, 0, 8)]
+    assert receptive_box(model, "0", 0, 0, (8, 8)) == (0, 2, 0, 2)  # below the GroupNorm: the chain walk

@@ -7,16 +7,19 @@ import numpy as np
 import pytest
 import torch
 
+from convscope.analysis.topk import receptive_box
 from convscope.config import TrainConfig
 from convscope.errors import UserError
 from convscope.experiments import run_experiment
-from convscope.experiments.zf import ZFConfig
+from convscope.experiments.zf import ZFConfig, top_grids
 from convscope.explain import create_method
 from convscope.explain.deconvnet import DeconvnetProjection
 from convscope.hooks import activations, conv_layers
 from convscope.models import create_model
 from convscope.result import Result
 from tests.experiments.atlas import figures_drawn
+from tests.untouched import assert_untouched, snapshot
+from tests.usermodels import user_model
 
 TINY = TrainConfig(epochs=2, batch_size=64, train_subset=600, test_subset=200, device="cpu", keep_epochs=True)
 
@@ -89,3 +92,28 @@ def test_zf_on_the_users_cifar10_files(tmp_path, monkeypatch):
     layer = r.metrics["per_study"]["s0"]["conv_layers"][0]
     assert r.arrays[f"s0.top.{layer}.patch"].shape[2] == 3 and r.arrays[f"s0.top.{layer}.proj"].shape[2] == 3
     assert figures_drawn(tmp_path / "out", "zf") == 4 + len(r.metrics["per_study"]["s0"]["conv_layers"])
+
+
+def test_a_residual_model_with_f_relu_gets_rule_projections_and_probed_boxes():
+    """The user's model (residual block, F.relu, BatchNorm, an in-place ReLU used twice): below `conv` it is no
+    chain, so each top image's unit is projected by the deconvnet rule (checked against the rule's one-unit
+    gradient) and its box found by autograd (checked against the box worked by hand in tests/analysis)."""
+    torch.manual_seed(0)
+    model, x = user_model(), torch.rand(12, 3, 32, 32)
+    before = snapshot(model)
+    arrays: dict = {}
+    out = top_grids(model, ["stem.0", "conv"], x, 3, "t", arrays)
+    assert out["projection_by_layer"] == {"stem.0": "projection", "conv": "rule"}
+    rule = create_method("deconvnet", model)
+    index, pos, boxes = (arrays[f"t.top.conv.{f}"] for f in ("index", "pos", "box"))
+    for c in (0, 5):
+        for j in range(3):
+            y, xx = (int(v) for v in pos[c, j])
+            expected = rule.attribute(x[index[c, j]][None], ("conv", c, y, xx))[0]
+            assert tuple(boxes[c, j]) == receptive_box(model, "conv", y, xx, (32, 32))
+            y0, y1, x0, x1 = boxes[c, j]
+            got = arrays["t.top.conv.proj"][c, j]  # the box, in the full receptive field's frame (NaN around)
+            inside = got[~np.isnan(got)].reshape(3, y1 - y0, x1 - x0)
+            np.testing.assert_allclose(inside, expected[:, y0:y1, x0:x1].numpy(), atol=1e-6, rtol=1e-5)
+    assert receptive_box(model, "conv", 3, 3, (32, 32)) == (2, 11, 2, 11)
+    assert_untouched(model, before)
