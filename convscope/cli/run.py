@@ -205,9 +205,17 @@ def _print_result(result: Any) -> None:
                       escape(pub.source) if pub else "")
     _console().print(table)
 
-def _fmt(value: Any) -> str:
+def _fmt(value: Any, depth: int = 0) -> str:
+    """A figure for the terminal: floats to 4 digits, long lists and dicts cut, nesting below one level left to
+    result.json."""
     if isinstance(value, float):
         return f"{value:.4g}"
     if isinstance(value, list):
-        return "[" + ", ".join(_fmt(v) for v in value[:6]) + (", …" if len(value) > 6 else "") + "]"
+        return "[" + ", ".join(_fmt(v, depth + 1) for v in value[:6]) + (", …" if len(value) > 6 else "") + "]"
+    if isinstance(value, dict):
+        if depth >= 2 or (depth == 1 and any(isinstance(v, dict | list) for v in value.values())):
+            return "{… in result.json}"
+        items = list(value.items())
+        return ("{" + ", ".join(f"{k}: {_fmt(v, depth + 1)}" for k, v in items[:8])
+                + (", …" if len(items) > 8 else "") + "}")
     return str(value)

@@ -8,8 +8,8 @@ For each network studied (LeNet-5 on MNIST; ConvPool-CNN-C at a quarter width on
    batch; the second network's `second_layers` only, when given), by the trained and by the random network: the
    reconstructions by depth (the paper's Fig. 6: deeper is blurrier, what the network discriminates survives) and
    the normalised reconstruction error ‖Φ(x*) − Φ₀‖ / ‖Φ₀‖ of each layer, trained against random;
-3. more test images are inverted at one deep layer (`deep_layer`, default the last representation layer before the
-   classifier), the paper's Fig. 7-style "several images, one layer";
+3. more test images are inverted at one deep layer (`deep_layer`, default the deepest layer whose output is still
+   a map), the paper's Fig. 7-style "several images, one layer";
 4. for comparison with feature visualisation, a few channels of each conv layer are rendered (`optvis.render_channels`)
    and the objective each reached is recorded.
 
@@ -40,7 +40,7 @@ from convscope.config import TrainConfig
 from convscope.data.images import sample_image, sample_image_names
 from convscope.errors import UserError
 from convscope.experiments import register_experiment
-from convscope.hooks import conv_layers
+from convscope.hooks import activations, conv_layers, conv_weight, get_layer
 from convscope.models.loading import build, load_model
 from convscope.optvis import invert_layers, render_channels
 from convscope.result import Published, Result, provenance
@@ -90,7 +90,7 @@ class InversionConfig:
     imagenet_layers: tuple[str, ...] | None = None  # default: every ReLU and pooling layer, and the class scores
     images: int = 3  # test images (different classes) inverted at every layer
     deep_images: int = 8  # test images inverted at the deep layer
-    deep_layer: str | None = None  # of the first network; default: the last inverted layer of `features`
+    deep_layer: str | None = None  # of the first network; default: the deepest layer whose output is still a map
     steps: int = 400  # the paper's 100 + 200 + 100
     lr: float = 0.02
     momentum: float = 0.9
@@ -159,6 +159,14 @@ def _networks(tcfg: TrainConfig, run: str | None, progress: bool) -> tuple[nn.Mo
     return model, random_model, tcfg, test, info, seconds
 
 
+def _last_map(model: nn.Module, x: torch.Tensor, layers: list[str]) -> str:
+    """The deepest of `layers` whose output is still a map larger than one pixel (LeNet-5: features.pool2,
+    allconv-c: features.conv8, a user's ResNet-style model: its last conv); the last layer if none is."""
+    shapes = {n: a.shape for n, a in activations(model, x, layers).items()}
+    maps = [n for n in layers if len(shapes[n]) == 4 and shapes[n][2] * shapes[n][3] > 1]
+    return maps[-1] if maps else layers[-1]
+
+
 def _measure(cfg: InversionConfig, tcfg: TrainConfig, key: str, arrays: dict[str, np.ndarray],
              progress: bool) -> tuple[dict[str, Any], dict]:
     """Train one network and invert its layers, trained and random; its metrics and data description."""
@@ -172,17 +180,18 @@ def _measure(cfg: InversionConfig, tcfg: TrainConfig, key: str, arrays: dict[str
             raise UserError(f"second_layers names {unknown[0]!r}, not a representation layer of {tcfg.model}: choose "
                             f"among {', '.join(layers)}.")
         layers = [n for n in layers if n in cfg.second_layers]
-    deep = cfg.deep_layer if key == "s0" and cfg.deep_layer else [n for n in layers if n.startswith("features.")][-1]
+    deep = cfg.deep_layer if key == "s0" and cfg.deep_layer else _last_map(model, test[0][:1].to(device), layers)
     if deep not in layers:
         raise UserError(f"deep_layer {deep!r} is not a representation layer of {tcfg.model}: choose one of "
                         f"{', '.join(layers)}.")
     shown = _pick(model, test, cfg.images, cfg.seed)
     x = test[0][shown]
     t = time.perf_counter()
-    errors = {}
+    errors, slower = {}, {}
     for tag, net in (("trained", model), ("random", random_model)):
         inv = _invert(cfg, net, x, layers)
         errors[tag] = {n: float(r.error) for n, r in inv.items()}
+        slower.update({f"{tag} {n}": r.lr for n, r in inv.items() if r.lr != cfg.lr})
         # (L, B, C, H, W): layer by image
         arrays[f"{key}.{tag}.images"] = np.stack([r.images.float().cpu().numpy() for r in inv.values()])
         arrays[f"{key}.{tag}.errors"] = np.stack([r.errors for r in inv.values()])  # (L, B)
@@ -197,8 +206,9 @@ def _measure(cfg: InversionConfig, tcfg: TrainConfig, key: str, arrays: dict[str
                    f"{key}.deep.images": deep_inv.images.float().cpu().numpy(), f"{key}.deep.errors": deep_inv.errors})
     fv = {}
     for n in conv_layers(model):
-        vis = render_channels(model, n, channels=list(range(cfg.featurevis_channels)), steps=cfg.featurevis_steps,
-                              seed=cfg.seed)
+        count = min(cfg.featurevis_channels, conv_weight(get_layer(model, n)).shape[0])  # a narrow layer: all
+        vis = render_channels(model, n, channels=list(range(count)), steps=cfg.featurevis_steps, seed=cfg.seed,
+                              input_shape=tuple(x.shape[1:]))
         fv[n] = float(np.mean(vis.values))
     mse = {n: float(((arrays[f"{key}.trained.images"][i] - x.numpy()) ** 2).mean()) for i, n in enumerate(layers)}
     origin = f"run {run}" if run else f"trained here ({tcfg.epochs} epochs, {tcfg.train_subset or 'all'} images)"
@@ -207,7 +217,8 @@ def _measure(cfg: InversionConfig, tcfg: TrainConfig, key: str, arrays: dict[str
          "invert_seconds": invert_seconds, "inversion_error_by_layer": errors,
          "pixel_mse_by_layer": mse, "deep_layer_error": float(deep_inv.error),
          "featurevis_objective_by_layer": fv,
-         "lambda_tv_by_layer": dict(zip(layers, tv_by_depth(cfg, len(layers)), strict=True))}
+         "lambda_tv_by_layer": dict(zip(layers, tv_by_depth(cfg, len(layers)), strict=True)),
+         "lr_lowered": slower}  # layers whose inversion diverged at cfg.lr and ran at a fifth (or less)
     return m, info
 
 
@@ -237,12 +248,13 @@ def _measure_imagenet(cfg: InversionConfig, arrays: dict[str, np.ndarray], key: 
         kinds = (nn.ReLU, nn.MaxPool2d, nn.AdaptiveAvgPool2d)
         layers = [n for n in every if isinstance(model.get_submodule(n), kinds)] + every[-1:]
     t = time.perf_counter()
-    errors = {}
+    errors, slower = {}, {}
     with torch.no_grad():
         predicted = net(x).argmax(1)
     for tag, network in (("trained", net), ("random", rnet)):
         inv = _invert(cfg, network, x, [f"net.{n}" for n in layers])
         errors[tag] = {n: float(inv[f"net.{n}"].error) for n in layers}
+        slower.update({f"{tag} {n}": inv[f"net.{n}"].lr for n in layers if inv[f"net.{n}"].lr != cfg.lr})
         arrays[f"{key}.{tag}.images"] = np.stack([inv[f"net.{n}"].images.float().cpu().numpy() for n in layers])
         arrays[f"{key}.{tag}.errors"] = np.stack([inv[f"net.{n}"].errors for n in layers])
     invert_seconds = time.perf_counter() - t
@@ -253,7 +265,8 @@ def _measure_imagenet(cfg: InversionConfig, arrays: dict[str, np.ndarray], key: 
          "model": f"ImageNet weights {cfg.weights}", "layers": layers, "test_accuracy": None,
          "train_seconds": 0.0, "invert_seconds": invert_seconds, "inversion_error_by_layer": errors,
          "pixel_mse_by_layer": mse, "featurevis_objective_by_layer": {},
-         "lambda_tv_by_layer": dict(zip(layers, tv_by_depth(cfg, len(layers)), strict=True))}
+         "lambda_tv_by_layer": dict(zip(layers, tv_by_depth(cfg, len(layers)), strict=True)),
+         "lr_lowered": slower}  # layers whose inversion diverged at cfg.lr and ran at a fifth (or less)
     return m, {"dataset": "scikit-image samples", "images": names, "size": size, "weights": cfg.weights}
 
 
@@ -299,6 +312,12 @@ def run(cfg: InversionConfig, out_dir: Path, progress: bool = True) -> Result:
         f"Feature visualisation: channels 0..{cfg.featurevis_channels - 1} of each conv layer rendered by "
         f"optvis.render_channels ({cfg.featurevis_steps} steps); the value is the mean channel activation reached.",
     ]
+    lowered = {k: m["lr_lowered"] for k, m in per.items() if m.get("lr_lowered")}
+    if lowered:
+        notes.append("Diverged at the learning rate and ran again at a fifth of it (or less), from the same start: "
+                     + "; ".join(f"{per[k]['network']}: " + ", ".join(f"{n} at {lr:g}" for n, lr in v.items())
+                                 for k, v in lowered.items())
+                     + ". A BatchNorm or residual network's deep codes can be steeper than the step expects.")
     published = {
         "pixel_mse_rises_with_depth": Published(
             "deeper layers give blurrier reconstructions, further from the original in pixels, that keep what the "

@@ -42,6 +42,7 @@ from convscope.errors import UserError
 from convscope.experiments import register_experiment
 from convscope.explain import Occlusion, create_method
 from convscope.explain.deconvnet import project_units
+from convscope.explain.incremental import NotIncremental
 from convscope.explain.occlusion_maps import ink_region, occlusion_maps, pointing_scan, top_fraction_region
 from convscope.hooks import activations, conv_layers
 from convscope.result import Published, Result, provenance
@@ -297,12 +298,16 @@ def _occlusion(cfg: ZFConfig, st: Study, key: str, arrays: dict[str, np.ndarray]
 
 
 def _fast_vs_full(model: nn.Module, x: torch.Tensor, target: torch.Tensor, window: int, stride: int,
-                  fill: float) -> tuple[float, float]:
+                  fill: float) -> tuple[float | None, float | None]:
     """max |incremental − full re-inference| / max |full| of Occlusion's probability maps, and the time of full
-    re-inference over the incremental engine's (one run each, same batching)."""
+    re-inference over the incremental engine's (one run each, same batching); None, None for a model the engine
+    cannot follow (a residual add, F.relu: occlusion re-runs it whole)."""
     kw: dict[str, Any] = {"window": window, "stride": stride, "baseline": fill, "output": "probability"}
     t0 = time.perf_counter()
-    fast = Occlusion(model, fast=True, **kw).attribute(x, target)
+    try:
+        fast = Occlusion(model, fast=True, **kw).attribute(x, target)
+    except NotIncremental:
+        return None, None
     t1 = time.perf_counter()
     full = Occlusion(model, fast=False, **kw).attribute(x, target)
     t2 = time.perf_counter()
@@ -391,8 +396,10 @@ def _result(cfg: ZFConfig, per: list[dict[str, Any]], arrays: dict[str, np.ndarr
     for m in per:
         if projection_note(m["projection_by_layer"]):
             notes.append(f"{m['network']}:" + projection_note(m["projection_by_layer"]))
-    notes.append("Occlusion runs on the incremental engine (explain.incremental); occlusion_max_rel_diff_vs_full "
-                 "compares it with full re-inference on the panel images. occlusion_speedup_vs_captum is measured by "
+    notes.append("Occlusion runs on the incremental engine (explain.incremental) where it can follow the model (a "
+                 "chain of layers; elsewhere it re-runs the model whole, and the two figures below are empty); "
+                 "occlusion_max_rel_diff_vs_full compares it with full re-inference on the panel images. "
+                 "occlusion_speedup_vs_captum is measured by "
                  "benchmarks/occlusion_speed.py on AlexNet, VGG-16 and LeNet-5 (Captum is a dev extra, not a "
                  "dependency of the experiment).")
     published = {

@@ -94,8 +94,8 @@ class Occlusion(Attribution):
                 raise NotIncremental(f"{plan.reason}.")
         except NotIncremental as e:
             if self.fast:
-                raise UserError(f"Occlusion(fast=True) cannot run incrementally on this model: {e} Use fast=None to "
-                                "fall back to full re-inference.") from None
+                raise NotIncremental(f"Occlusion(fast=True) cannot run incrementally on this model: {e} Use fast=None "
+                                     "to fall back to full re-inference.") from None
             return None
         if self.fast:
             return plan

@@ -65,11 +65,15 @@ class InversionResult:
     errors: np.ndarray  # (B,)
     start_errors: np.ndarray  # (B,)
     history: np.ndarray  # (steps, B)
+    lr: float = 0.0  # the learning rate it ran at (smaller than asked where the asked one diverged)
 
     @property
     def error(self) -> float:
         """The mean normalised reconstruction error over the batch."""
         return float(self.errors.mean())
+
+
+RETRIES = 3  # times a layer whose inversion diverged runs again, at a fifth of the rate each time
 
 
 def lr_schedule(step: int, steps: int) -> float:
@@ -115,7 +119,9 @@ def invert_layers(model: nn.Module, x: Tensor, layers: Sequence[str], steps: int
 
     Raises:
         UserError: an unknown layer, a non-positive `steps` or `lr`, a λ list of the wrong length, `x` not 4-D, or
-            a run that diverged (a smaller `lr` fixes it).
+            a layer whose run diverged at `lr` and at `RETRIES` smaller rates. (A layer that diverges at `lr` runs
+            again from the same start at a fifth of it, and its result says the rate it ran at: a BatchNorm or
+            residual network's deep codes can be steeper than Mahendran and Vedaldi's step expects.)
     """
     _check_positive("steps", steps, True, "400 (Mahendran and Vedaldi's)")
     _check_positive("lr", lr, False, "0.02")
@@ -132,6 +138,28 @@ def invert_layers(model: nn.Module, x: Tensor, layers: Sequence[str], steps: int
     lo, hi = value_range
     if not hi > lo:
         raise UserError(f"value_range {value_range} is empty: give (low, high) with low < high, e.g. (0.0, 1.0).")
+    out = _optimise(model, x, layers, tvs, steps, lr, momentum, alpha, beta, lambda_alpha, value_range, jitter,
+                    noise, seed)
+    rate = lr
+    for _ in range(RETRIES):
+        diverged = [n for n, r in out.items() if not torch.isfinite(r.images).all()]
+        if not diverged:
+            return out
+        rate /= 5  # only the layers that diverged run again, from the same start
+        out.update(_optimise(model, x, diverged, [tvs[layers.index(n)] for n in diverged], steps, rate, momentum,
+                             alpha, beta, lambda_alpha, value_range, jitter, noise, seed))
+    diverged = [n for n, r in out.items() if not torch.isfinite(r.images).all()]
+    if diverged:
+        raise UserError(f"The inversion of {', '.join(diverged)} diverged (pixels became infinite) at lr={lr:g} and "
+                        f"at {RETRIES} smaller rates down to {rate:g}: use a smaller lr, e.g. {rate / 5:g}.")
+    return out
+
+
+def _optimise(model: nn.Module, x: Tensor, layers: list[str], tvs: list[float], steps: int, lr: float,
+              momentum: float, alpha: float, beta: float, lambda_alpha: float, value_range: tuple[float, float],
+              jitter: int | None, noise: float, seed: int) -> dict[str, InversionResult]:
+    """One run of `invert_layers` at `lr`; a layer whose run diverged gets non-finite images."""
+    lo, hi = value_range
     centre, bound = (lo + hi) / 2, (hi - lo) / 2
     device, dtype = model_device(model), model_dtype(model)
     x = x.detach().to(device, dtype)
@@ -162,9 +190,6 @@ def invert_layers(model: nn.Module, x: Tensor, layers: Sequence[str], steps: int
                 image.add_(velocity)
             history.append(loss.detach())
     final = image.detach().clone()
-    if not torch.isfinite(final).all():
-        raise UserError(f"The inversion diverged at lr={lr:g} (pixels became infinite): use a smaller lr, e.g. "
-                        f"{lr / 5:g}.")
     with torch.no_grad():
         reached = _codes(model, final, layers)
         begun = _codes(model, start.to(device, dtype).repeat(L, 1, 1, 1), layers)
@@ -175,7 +200,7 @@ def invert_layers(model: nn.Module, x: Tensor, layers: Sequence[str], steps: int
         out[n] = InversionResult(
             layer=n, images=final[part], start_images=start.to(device, dtype),
             errors=_relative_error(reached[n][part], targets[n]).cpu().numpy(),
-            start_errors=_relative_error(begun[n][part], targets[n]).cpu().numpy(), history=runs[:, part])
+            start_errors=_relative_error(begun[n][part], targets[n]).cpu().numpy(), history=runs[:, part], lr=lr)
     return out
 
 

@@ -35,7 +35,7 @@ from convscope.io import atomic_write_bytes, atomic_write_text, read_json, write
 from convscope.report import figures
 from convscope.report.drawing import INDEX, Drawn, Job, draw_figures
 from convscope.report.load import RunFiles, SavedExperiment, attached_file, open_run, safe_name, unique
-from convscope.report.pages import page_for
+from convscope.report.pages import page_for, short_name
 
 MAX_IMAGES = 6  # test images shown per layer page
 _WEB_IMAGE = {".png", ".jpg", ".jpeg", ".gif", ".svg", ".webp"}
@@ -468,13 +468,8 @@ def _layer_names(names: list[str]) -> list[tuple[str, str, str]]:
     The label is the last dotted part (`conv1` of `features.conv1`) when that is unique and not a
     bare index (`features.0` stays whole).
     """
-    lasts = [n.rsplit(".", 1)[-1] for n in names]
     seen: set[str] = set()
-    out = []
-    for n, last in zip(names, lasts):
-        short = last if lasts.count(last) == 1 and not last.isdigit() else n
-        out.append((n, unique(safe_name(n), seen), short))
-    return out
+    return [(n, unique(safe_name(n), seen), short_name(n, names)) for n in names]
 
 
 def _some(*values: Any, f: Any) -> str | None:

@@ -107,6 +107,23 @@ def test_bad_arguments_are_user_errors(kwargs, match):
         invert(model, torch.rand(1, 1, 28, 28), **args)
 
 
-def test_a_divergent_run_says_to_lower_the_learning_rate():
-    with pytest.raises(UserError, match="diverged at lr=10000"):
+def test_a_run_divergent_at_every_rate_says_to_lower_the_learning_rate():
+    with pytest.raises(UserError, match=r"diverged \(pixels became infinite\) at lr=10000 and at 3 smaller rates"):
         invert(_conv1x1([[1.0]]), _images(), "0", steps=50, **{**EXACT, "lr": 1e4})
+
+
+def test_a_layer_that_diverges_runs_again_at_a_fifth_of_the_rate_and_the_others_keep_theirs():
+    """By hand, with the data term alone: a step moves the image by k (x' − x) with k = lr·h·w·B²·2/‖Φ₀‖² (B = ½
+    the pixel range), and heavy-ball momentum 0.9 is stable while k < 2(1 + 0.9) = 3.8. Uniform images: for the
+    identity layer ‖Φ₀‖² ≈ 144/3, k ≈ 1.5·lr; for x − ½ (a conv with bias −½) ‖Φ₀‖² ≈ 144/12, k ≈ 6·lr. At lr = 1
+    the first converges and the second diverges; at 0.2 the second converges."""
+    first, second = nn.Conv2d(1, 1, 1, bias=False), nn.Conv2d(1, 1, 1)
+    with torch.no_grad():
+        first.weight.fill_(1.0)
+        second.weight.fill_(1.0)
+        second.bias.fill_(-0.5)
+    x = _images()
+    out = invert_layers(nn.Sequential(first, second), x, ["0", "1"], steps=400, **{**EXACT, "lr": 1.0})
+    assert (out["0"].lr, out["1"].lr) == (1.0, pytest.approx(0.2))
+    for n in ("0", "1"):
+        torch.testing.assert_close(out[n].images, x, atol=1e-3, rtol=0)

@@ -148,6 +148,13 @@ def _number(x: Any) -> bool:
 _PAGES: dict[str, type[ExperimentPage]] = {}
 
 
+def short_name(name: str, names: list[str]) -> str:
+    """A layer's label among `names`: its last dotted part (`conv1` of `features.conv1`) where that is unique and
+    not a bare index (`stem.0` stays whole)."""
+    last = name.rsplit(".", 1)[-1]
+    return last if sum(n.rsplit(".", 1)[-1] == last for n in names) == 1 and not last.isdigit() else name
+
+
 def register_page(name: str) -> Callable[[type[ExperimentPage]], type[ExperimentPage]]:
     """Register the page class that shows the Results called `name` (decorator)."""
 

@@ -17,7 +17,7 @@ from matplotlib.figure import Figure as MplFigure
 from matplotlib.patches import Rectangle
 
 from convscope.report.figures import DIVERGING, mosaic, png_bytes
-from convscope.report.pages import ExperimentPage, Figure, Part, Row, register_page
+from convscope.report.pages import ExperimentPage, Figure, Part, Row, register_page, short_name
 from convscope.result import Result
 
 SOURCE = "Zeiler & Fergus, ECCV 2014 (docs/REFERENCE.md §5)"
@@ -39,6 +39,11 @@ def _name(r: Result, key: str) -> str:
 
 def _short(layer: str) -> str:
     return layer.split(".")[-1]
+
+
+def _part_key(key: str, layer: str, layers: list[str]) -> str:
+    """The page of `layer`'s top-9 grids: the study and the layer's short name ("s0-conv2", "s0-stem.0")."""
+    return f"{key}-{short_name(layer, layers)}"
 
 
 def cells(a: np.ndarray, kind: str) -> np.ndarray:
@@ -344,12 +349,13 @@ class ZFPage(ExperimentPage):
                         f"{name}, {n}, Fig. 2: for every channel, its 9 strongest training images, each as the input "
                         "patch under the activation's receptive field (left block, grey) beside the deconvnet "
                         "projection of that one activation (right block; red drives the unit). Pale cells are "
-                        "outside the image.", top9_figure(r, key, n), part=f"{key}-{_short(n)}"))
+                        "outside the image.", top9_figure(r, key, n),
+                        part=_part_key(key, n, _study(r, key).get("conv_layers", []))))
         return figs
 
     def parts(self, r: Result) -> dict[str, Part]:
         """One page per conv layer of each study: the top-9 grids of every channel (the paper's Fig. 2)."""
-        return {f"{key}-{_short(n)}": Part(
+        return {_part_key(key, n, _study(r, key).get("conv_layers", [])): Part(
             f"{_name(r, key)}: {n}, top-9 training images of every channel",
             f"Each channel of {n} with the 9 training images that excite it most, found in one streaming pass over "
             "the training set: the input patch under the receptive field and the deconvnet projection of that "

@@ -92,3 +92,13 @@ def test_the_black_square_measure_gets_its_own_row_and_bar():
     three = decode(page_for("zf").figures(r)[0].png)
     two = decode(page_for("zf").figures(_result({"features.conv1": 1, "features.conv2": 3}))[0].png)
     assert three.shape[1] > two.shape[1]  # one more pair of bars
+
+
+def test_top9_pages_of_a_users_layers_keep_their_names_apart():
+    """A user's model names layers "stem.0" and "block.conv1": a bare index or a repeated last name keeps the
+    whole dotted name, so no two layers share a page."""
+    from convscope.report.pages.zf import _part_key
+
+    layers = ["stem.0", "block.conv1", "block.conv2", "head.conv1", "conv"]
+    keys = [_part_key("s0", n, layers) for n in layers]
+    assert keys == ["s0-stem.0", "s0-block.conv1", "s0-conv2", "s0-head.conv1", "s0-conv"]
