@@ -38,7 +38,9 @@ def _name(r: Result, key: str) -> str:
 
 
 def _short(layer: str) -> str:
-    return layer.split(".")[-1]
+    """A label: the last dotted part, or the whole name where that is a bare index ("stem.0")."""
+    last = layer.split(".")[-1]
+    return layer if last.isdigit() else last
 
 
 def _part_key(key: str, layer: str, layers: list[str]) -> str:
