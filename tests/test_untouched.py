@@ -153,6 +153,9 @@ INSTRUMENTS: dict[str, tuple[Callable[[nn.Module, Case], Any], dict[str, str]]] 
     "summarize": (lambda m, c: summarize(m, c.input_shape), {}),
     "top_examples": (lambda m, c: top_examples(m, c.x, k=3), {}),
     "receptive_box": (lambda m, c: receptive_box(m, c.conv, 1, 1, c.input_shape[1:]), {}),
+    # the user's last conv sits above its residual block: the autograd probe's path
+    "receptive_box of the last conv": (lambda m, c: receptive_box(m, conv_layers(m)[-1], 0, 0, c.input_shape[1:]),
+                                       {}),
     "occlusion_maps": (lambda m, c: occlusion_maps(m, c.x[:2], c.y[:2], window=8, stride=8), {}),
     "feature_evolution": (_evolution, {}),
     "evaluate": (lambda m, c: evaluate(m, c.x, c.y, batch_size=5), {}),
