@@ -324,6 +324,8 @@ _RELU_INPLACE = {torch.relu_, torch.Tensor.relu_}
 _UNDEFINED = {F.gelu, F.silu, F.elu, F.selu, F.celu, F.leaky_relu, F.prelu, F.rrelu, F.hardtanh, F.relu6,
               F.softplus, F.mish, F.hardswish, F.hardsigmoid, F.logsigmoid, F.softsign, F.tanhshrink, F.threshold,
               F.glu, torch.sigmoid, torch.tanh, torch.Tensor.sigmoid, torch.Tensor.tanh, F.sigmoid, F.tanh}
+# Every elementwise nonlinearity a forward pass may call as a function (the ReLUs and the rest).
+NONLINEAR_FUNCTIONS = frozenset(_RELU | _RELU_INPLACE | _UNDEFINED)
 _UNDEFINED_MODULES = (nn.GELU, nn.SiLU, nn.ELU, nn.SELU, nn.CELU, nn.LeakyReLU, nn.PReLU, nn.RReLU, nn.Hardtanh,
                       nn.ReLU6, nn.Softplus, nn.Mish, nn.Hardswish, nn.Hardsigmoid, nn.Sigmoid, nn.Tanh, nn.LogSigmoid,
                       nn.Softsign, nn.Tanhshrink, nn.Threshold, nn.GLU)
@@ -436,6 +438,6 @@ def relu_rule(model: nn.Module, rule: str) -> Iterator[_ReLURuleMode]:
         yield mode
 
 
-__all__ = ["POINTWISE_MODULES", "REDIRECT", "RELU_RULES", "LeafCall", "LeafTrace", "activations", "conv_layers",
-           "conv_weight", "eval_mode", "frozen", "get_layer", "model_device", "model_dtype", "record", "relu_rule",
-           "taps", "trace_modules"]
+__all__ = ["NONLINEAR_FUNCTIONS", "POINTWISE_MODULES", "REDIRECT", "RELU_RULES", "LeafCall", "LeafTrace",
+           "activations", "conv_layers", "conv_weight", "eval_mode", "frozen", "get_layer", "model_device",
+           "model_dtype", "record", "relu_rule", "taps", "trace_modules"]

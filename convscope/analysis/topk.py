@@ -40,9 +40,7 @@ from torch.overrides import TorchFunctionMode
 
 from convscope.errors import InputShapeError, UserError
 from convscope.hooks import (
-    _RELU,
-    _RELU_INPLACE,
-    _UNDEFINED,
+    NONLINEAR_FUNCTIONS,
     POINTWISE_MODULES,
     LeafTrace,
     conv_layers,
@@ -311,7 +309,7 @@ def _walk_box(calls: list, y: int, x: int) -> Box:
     return box[0][0], box[0][1] + 1, box[1][0], box[1][1] + 1
 
 
-_PASS_THROUGH = _RELU | _RELU_INPLACE | (_UNDEFINED - {F.glu}) | {F.batch_norm, F.dropout, F.dropout2d}
+_PASS_THROUGH = (NONLINEAR_FUNCTIONS - {F.glu}) | {F.batch_norm, F.dropout, F.dropout2d}  # glu halves channels
 _MAX_TO_AVG = {F.max_pool1d: F.avg_pool1d, F.max_pool2d: F.avg_pool2d, F.max_pool3d: F.avg_pool3d}
 _ADAPTIVE = {F.adaptive_max_pool1d: F.adaptive_avg_pool1d, F.adaptive_max_pool2d: F.adaptive_avg_pool2d,
              F.adaptive_max_pool3d: F.adaptive_avg_pool3d}
