@@ -295,3 +295,12 @@ def test_a_group_norm_below_the_layer_makes_every_unit_see_the_whole_image():
     model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.GroupNorm(2, 4), nn.Conv2d(4, 2, 3, padding=1))
     assert receptive_boxes(model, "2", [(0, 0), (7, 7)], (8, 8)) == [(0, 8, 0, 8), (0, 8, 0, 8)]
     assert receptive_box(model, "0", 0, 0, (8, 8)) == (0, 2, 0, 2)  # below the GroupNorm: the chain walk
+
+
+@pytest.mark.parametrize("layer", ["features.inception3a.branch2.conv.conv", "features.inception4a.branch4.proj.conv",
+                                   "features.inception5b.branch3.conv.conv"])
+def test_receptive_boxes_through_inception_branches_equal_the_gradient_support(layer):
+    """GoogLeNet concatenates branches of different widths, with a max-pooling branch (torch.cat in forward: no
+    chain), so the boxes come from the probe; the oracle is the gradient support of a copy with weights of ones."""
+    torch.manual_seed(0)
+    _every_position(create_model("googlenet", num_classes=10).eval(), layer, (3, 64, 64))
