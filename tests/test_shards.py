@@ -5,6 +5,8 @@ figures (k-NN accuracy, scatter ratio) and occlusion pointing over the images (p
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -55,24 +57,35 @@ def test_a_distributed_top_k_scan_takes_the_whole_tensor():
         top_examples(model, [x[:5]], distributed=True)
 
 
-def _rank(rank: int, world: int, path: str) -> None:
-    torch.set_num_threads(1)
+@contextmanager
+def _group(rank: int, world: int) -> Iterator[None]:
+    """This spawned process as rank `rank` of a gloo group on the loopback."""
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=os.environ["SHARDS_PORT"])
     torch.distributed.init_process_group("gloo", rank=rank, world_size=world)
     try:
-        result = _scans(distributed=True)
-        if rank == 0:
-            torch.save(result, path)
+        yield
     finally:
         torch.distributed.destroy_process_group()
 
 
-@pytest.mark.xdist_group("distributed")
-def test_two_ranks_scan_exactly_what_one_process_scans(tmp_path):
+def _spawn(fn: Callable[[int, int, str], None], path: str) -> None:
     from convscope.train.distributed import free_port
 
     os.environ["SHARDS_PORT"] = str(free_port())
-    mp.spawn(_rank, args=(2, str(tmp_path / "scans.pt")), nprocs=2)
+    mp.spawn(fn, args=(2, path), nprocs=2)
+
+
+def _rank(rank: int, world: int, path: str) -> None:
+    torch.set_num_threads(1)
+    with _group(rank, world):
+        result = _scans(distributed=True)
+        if rank == 0:
+            torch.save(result, path)
+
+
+@pytest.mark.xdist_group("distributed")
+def test_two_ranks_scan_exactly_what_one_process_scans(tmp_path):
+    _spawn(_rank, str(tmp_path / "scans.pt"))
     merged = torch.load(tmp_path / "scans.pt", weights_only=False)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as each rank
@@ -97,26 +110,19 @@ def test_two_ranks_scan_exactly_what_one_process_scans(tmp_path):
 
 def _primitives(rank: int, world: int, path: str) -> None:
     """Uneven shares, one rank without rows (of another shape: a scan's empty `torch.zeros(0)`)."""
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=os.environ["SHARDS_PORT"])
-    torch.distributed.init_process_group("gloo", rank=rank, world_size=world)
-    try:
+    with _group(rank, world):
         full = torch.arange(30, dtype=torch.float64).view(5, 2, 3)
         index = torch.tensor([3, 0, 4, 1, 2]) if rank == 0 else torch.zeros(0, dtype=torch.long)
         mine = full[index] if rank == 0 else torch.zeros(0)
-        rows = torch.arange(12).view(3, 4) + 100 * rank if rank == 0 else torch.zeros(3, 0, dtype=torch.long)
+        rows = torch.arange(12).view(3, 4) if rank == 0 else torch.zeros(3, 0, dtype=torch.long)
         result = {"examples": shards.gather_examples(mine, index, 5), "rows": shards.gather_rows(rows),
                   "shared": shards.share_out(lambda i: (i, shards.ranks()[0]), list(range(5)))}
         torch.save(result, f"{path}.{rank}")
-    finally:
-        torch.distributed.destroy_process_group()
 
 
 @pytest.mark.xdist_group("distributed")
 def test_the_gathers_take_uneven_and_empty_shares_and_share_out_deals_round_robin(tmp_path):
-    from convscope.train.distributed import free_port
-
-    os.environ["SHARDS_PORT"] = str(free_port())
-    mp.spawn(_primitives, args=(2, str(tmp_path / "prim.pt")), nprocs=2)
+    _spawn(_primitives, str(tmp_path / "prim.pt"))
     for rank in range(2):  # every rank gets the same
         got = torch.load(tmp_path / f"prim.pt.{rank}", weights_only=False)
         assert torch.equal(got["examples"], torch.arange(30, dtype=torch.float64).view(5, 2, 3))

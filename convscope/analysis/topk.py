@@ -313,8 +313,8 @@ _PASS_THROUGH = (NONLINEAR_FUNCTIONS - {F.glu}) | {F.batch_norm, F.dropout, F.dr
 _MAX_TO_AVG = {F.max_pool1d: F.avg_pool1d, F.max_pool2d: F.avg_pool2d, F.max_pool3d: F.avg_pool3d}
 _ADAPTIVE = {F.adaptive_max_pool1d: F.adaptive_avg_pool1d, F.adaptive_max_pool2d: F.adaptive_avg_pool2d,
              F.adaptive_max_pool3d: F.adaptive_avg_pool3d}
-_CONV = {F.conv1d: 3, F.conv2d: 4, F.conv3d: 5}  # -> the weight's dimensions
-_CONV_T = {F.conv_transpose1d: 3, F.conv_transpose2d: 4, F.conv_transpose3d: 5}
+_CONV = {F.conv1d, F.conv2d, F.conv3d}
+_CONV_T = {F.conv_transpose1d, F.conv_transpose2d, F.conv_transpose3d}
 _CONV_ARGS = ("input", "weight", "bias", "stride", "padding", "dilation", "groups")
 _CONV_T_ARGS = ("input", "weight", "bias", "stride", "padding", "output_padding", "groups", "dilation")
 _POOL_ARGS = ("input", "kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices")
@@ -326,10 +326,7 @@ def _named(names: tuple[str, ...], args: tuple, kwargs: dict) -> dict:
 
 def _even(x: Tensor, shape: tuple[int, ...]) -> Tensor:
     """Positive weights of `shape` that average their inputs (1 / fan-in each)."""
-    n = 1
-    for d in shape[1:]:
-        n *= d
-    return torch.full(shape, 1.0 / max(1, n), dtype=x.dtype, device=x.device)
+    return torch.full(shape, 1.0 / max(1, math.prod(shape[1:])), dtype=x.dtype, device=x.device)
 
 
 class _ReachMode(TorchFunctionMode):

@@ -220,7 +220,7 @@ def top_grids(model: nn.Module, layers: list[str], x: torch.Tensor, k: int, key:
         for c in range(C):  # the k images of a channel in one pass, each projecting its own top activation
             imgs = x[tk.index[c]]
             units = [(c, int(y), int(xx)) for y, xx in tk.pos[c]]
-            p, how[n] = project_units(model, imgs, n, units)  # from 1 at the unit: equal to the rule gradient
+            p, how[n] = project_units(model, imgs, n, units, how.get(n, "projection"))  # equal to the rule's
             if c < CHECKED_CHANNELS and how[n] == "projection":  # against the deconvnet-rule gradient, top unit
                 worst = max(worst, float((p[:1] - rule.attribute(imgs[:1], (n, *units[0]))).abs().max()))
             for j in range(len(units)):
@@ -326,6 +326,7 @@ def _evolution(cfg: ZFConfig, st: Study, layers: list[str], x: torch.Tensor, key
         m.load_state_dict(st.weights[e])
         models[e] = m.eval()
     arrays[f"{key}.evo.epochs"] = np.array(evo.epochs)
+    how: dict[str, str] = {}
     for n in layers:
         size = _rf_size(st.model, n, hw, shapes[n])
         c_n, E = evo.index[n].shape[:2]
@@ -335,7 +336,7 @@ def _evolution(cfg: ZFConfig, st: Study, layers: list[str], x: torch.Tensor, key
             imgs = x[evo.index[n][:, ei, 0]]
             units = [(c, int(evo.pos[n][ci, ei, 0, 0]), int(evo.pos[n][ci, ei, 0, 1]))
                      for ci, c in enumerate(evo.channels[n])]
-            p, _ = project_units(models[e], imgs, n, units)
+            p, how[n] = project_units(models[e], imgs, n, units, how.get(n, "projection"))
             found = receptive_boxes(st.model, n, [(y, xx) for _, y, xx in units], hw)
             for ci, box in enumerate(found):
                 patch[ci, ei], proj[ci, ei] = _box_patch(imgs[ci], p[ci].detach(), box, size)

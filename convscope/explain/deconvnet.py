@@ -240,16 +240,19 @@ class DeconvnetProjection(Attribution):
         return len(trace.calls) - 1, signal
 
 
-def project_units(model: nn.Module, x: Tensor, layer: str, units: Sequence[tuple[int, int, int]]
-                  ) -> tuple[Tensor, str]:
+def project_units(model: nn.Module, x: Tensor, layer: str, units: Sequence[tuple[int, int, int]],
+                  how: str = "projection") -> tuple[Tensor, str]:
     """Example b's own neuron `units[b] = (channel, y, x)` of `layer` projected to pixels, and how: "projection",
     the deconvnet walked down (switches, rectification, transposed filters, starting from 1 at the unit), where
     the model is a chain of layers it inverts below `layer`; else "rule", the deconvnet rule's gradient, which
-    equals the projection on chains (tests) and follows any graph (a residual add, `F.relu`)."""
-    try:
-        return DeconvnetProjection(model, start="one").attribute_units(x, layer, units), "projection"
-    except CannotProject:
-        return Deconvnet(model).attribute_units(x, layer, units), "rule"
+    equals the projection on chains (tests) and follows any graph (a residual add, `F.relu`). A caller that
+    already got "rule" for this layer passes `how="rule"`, and the walk is not tried again."""
+    if how == "projection":
+        try:
+            return DeconvnetProjection(model, start="one").attribute_units(x, layer, units), "projection"
+        except CannotProject:
+            pass
+    return Deconvnet(model).attribute_units(x, layer, units), "rule"
 
 
 __all__ = ["STARTS", "CannotProject", "DeconvnetProjection", "project_units"]

@@ -246,6 +246,13 @@ def spread(chain: Chain, lo: Tensor, hi: Tensor) -> Iterator[tuple[int, Window |
         yield i, kind if isinstance(kind, Window) else None, lo, hi
 
 
+def input_boxes(chain: Chain, starts: Tensor, window: tuple[int, int]) -> Tensor:
+    """(P, 2) each window's corner shifted inside the image (a window past the border covers its last rows)."""
+    H, W = chain.x.shape[-2:]
+    starts = starts.cpu()
+    return torch.stack([starts[:, 0].clamp(max=H - window[0]), starts[:, 1].clamp(max=W - window[1])], 1)
+
+
 def least_macs(chain: Chain, starts: Tensor, window: tuple[int, int]) -> dict[str, tuple[int, int]]:
     """The fewest multiply-adds any exact occlusion must do, per conv or linear layer, over all windows at
     `starts` (P, 2): (full re-inference, least). A windowed layer must recompute every output its changed input
@@ -253,11 +260,10 @@ def least_macs(chain: Chain, starts: Tensor, window: tuple[int, int]) -> dict[st
     spatial map (through pointwise layers and a flatten) needs only the columns of its changed inputs
     (y' = y + W[:, changed] · Δ); every later layer runs whole. The engine's plan does more: its boxes are the
     largest of a batch's positions, and it runs whole from the first layer one position changes entirely."""
-    H, W = chain.x.shape[-2:]
-    at = torch.stack([starts[:, 0].clamp(max=H - window[0]), starts[:, 1].clamp(max=W - window[1])], 1)
+    at = input_boxes(chain, starts, window)
     P, counts, share = len(starts), {}, torch.ones(len(starts))
     end = len(chain.modules)
-    for i, kind, lo, hi in spread(chain, at.cpu(), at.cpu() + torch.tensor(window) - 1):
+    for i, kind, lo, hi in spread(chain, at, at + torch.tensor(window) - 1):
         if isinstance(kind, str):
             end = i
             break
@@ -267,7 +273,7 @@ def least_macs(chain: Chain, starts: Tensor, window: tuple[int, int]) -> dict[st
         if full:
             counts[chain.names[i]] = (full, round(float(share.sum()) / P * full))
     for i in range(end, len(chain.modules)):
-        m, full = chain.modules[i], macs(chain.modules[i], chain.outputs[i]) * len(starts)
+        m, full = chain.modules[i], macs(chain.modules[i], chain.outputs[i]) * P
         if not full:
             continue
         first = isinstance(m, nn.Linear) and all(
@@ -288,9 +294,8 @@ class Plan:
     """
 
     def __init__(self, chain: Chain, starts: Tensor, window: tuple[int, int]) -> None:
-        H, W = chain.x.shape[-2:]
         self.chain, self.window, self.starts = chain, window, starts.cpu()
-        at = torch.stack([self.starts[:, 0].clamp(max=H - window[0]), self.starts[:, 1].clamp(max=W - window[1])], 1)
+        at = input_boxes(chain, starts, window)
         self.input_at = at  # (P, 2) the input box: the window, shifted inside the image
         self.steps: list[Step] = []
         self.reason: str | None = None
@@ -422,5 +427,5 @@ def _grid(at: Tensor, box: tuple[int, int], batch: int, size: tuple[int, int]) -
     return b + (i * W)[:, None, :, None] + j[:, None, None, :]
 
 
-__all__ = ["Chain", "NotIncremental", "Plan", "Step", "Window", "classify", "least_macs", "macs", "spread",
-           "trace_chain"]
+__all__ = ["Chain", "NotIncremental", "Plan", "Step", "Window", "classify", "input_boxes", "least_macs", "macs",
+           "spread", "trace_chain"]

@@ -138,21 +138,16 @@ def invert_layers(model: nn.Module, x: Tensor, layers: Sequence[str], steps: int
     lo, hi = value_range
     if not hi > lo:
         raise UserError(f"value_range {value_range} is empty: give (low, high) with low < high, e.g. (0.0, 1.0).")
-    out = _optimise(model, x, layers, tvs, steps, lr, momentum, alpha, beta, lambda_alpha, value_range, jitter,
-                    noise, seed)
-    rate = lr
-    for _ in range(RETRIES):
-        diverged = [n for n, r in out.items() if not torch.isfinite(r.images).all()]
-        if not diverged:
-            return out
-        rate /= 5  # only the layers that diverged run again, from the same start
+    out: dict[str, InversionResult] = {}
+    diverged = layers
+    for rate in (lr / 5**i for i in range(1 + RETRIES)):  # only the layers that diverged run again, same start
         out.update(_optimise(model, x, diverged, [tvs[layers.index(n)] for n in diverged], steps, rate, momentum,
                              alpha, beta, lambda_alpha, value_range, jitter, noise, seed))
-    diverged = [n for n, r in out.items() if not torch.isfinite(r.images).all()]
-    if diverged:
-        raise UserError(f"The inversion of {', '.join(diverged)} diverged (pixels became infinite) at lr={lr:g} and "
-                        f"at {RETRIES} smaller rates down to {rate:g}: use a smaller lr, e.g. {rate / 5:g}.")
-    return out
+        diverged = [n for n in diverged if not torch.isfinite(out[n].images).all()]
+        if not diverged:
+            return out
+    raise UserError(f"The inversion of {', '.join(diverged)} diverged (pixels became infinite) at lr={lr:g} and at "
+                    f"{RETRIES} smaller rates down to {rate:g}: use a smaller lr, e.g. {rate / 5:g}.")
 
 
 def _optimise(model: nn.Module, x: Tensor, layers: list[str], tvs: list[float], steps: int, lr: float,

@@ -39,8 +39,7 @@ def _name(r: Result, key: str) -> str:
 
 def _short(layer: str) -> str:
     """A label: the last dotted part, or the whole name where that is a bare index ("stem.0")."""
-    last = layer.split(".")[-1]
-    return layer if last.isdigit() else last
+    return short_name(layer, [layer])
 
 
 def _part_key(key: str, layer: str, layers: list[str]) -> str:
